@@ -1,0 +1,16 @@
+"""xpnet: the book *Deep Learning from Scratch*, fast on NumPy, CuPy and JAX.
+
+    import xpnet
+    from xpnet.nn import TwoLayerNet, SGD
+    from xpnet.data import load_mnist
+
+    be = xpnet.get_backend()          # $XPNET_BACKEND, else numpy
+    xpnet.available_backends()        # {"numpy": (True, "..."), "jax": (...), "cupy": (...)}
+"""
+from xpnet.backends import available_backends, get_backend
+from xpnet.errors import BackendError, DataError, XpnetError
+
+__version__ = "0.1.0"
+
+__all__ = ["available_backends", "get_backend", "BackendError", "DataError", "XpnetError",
+           "__version__"]
