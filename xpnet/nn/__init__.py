@@ -1,0 +1,24 @@
+"""The book's neural-network toolbox (chapters 3-5), written once against any array namespace."""
+from xpnet.nn.functions import (
+    cross_entropy_error,
+    identity_function,
+    one_hot,
+    relu,
+    sigmoid,
+    softmax,
+    step_function,
+    sum_squared_error,
+)
+from xpnet.nn.gradient import gradient_descent, numerical_diff, numerical_gradient
+from xpnet.nn.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
+from xpnet.nn.models import TwoLayerNet
+from xpnet.nn.network import Sequential
+from xpnet.nn.optimizers import SGD, Optimizer
+
+__all__ = [
+    "identity_function", "step_function", "sigmoid", "relu", "softmax", "one_hot",
+    "sum_squared_error", "cross_entropy_error",
+    "numerical_diff", "numerical_gradient", "gradient_descent",
+    "Affine", "Relu", "Sigmoid", "SoftmaxWithLoss", "Sequential", "TwoLayerNet",
+    "Optimizer", "SGD",
+]
