@@ -1,0 +1,94 @@
+"""The command line, end to end: `train` on real digits, `info`, and one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import xpnet
+from xpnet.cli import main
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "xpnet", *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_train_end_to_end_writes_json(tmp_path):
+    out = tmp_path / "run.json"
+    done = run_cli("train", "--dataset", "mnist-5k", "--epochs", "2", "--lr", "0.5",
+                   "--json", str(out), "--backend", "numpy")
+    assert done.returncode == 0, done.stderr
+    assert "dataset: MNIST 5k subset (4,000 train / 1,000 test" in done.stdout
+    epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("epoch")]
+    assert len(epoch_lines) == 2 and "train_loss" in epoch_lines[0] and "test_acc" in epoch_lines[0]
+    report = json.loads(out.read_text())
+    assert report["backend"] == "numpy" and report["dataset"] == "mnist-5k"
+    assert [e["epoch"] for e in report["epochs"]] == [1, 2]
+    assert set(report["epochs"][0]) == {"epoch", "train_loss", "train_acc", "test_acc", "seconds",
+                                        "eval_seconds"}
+    assert report["final_test_acc"] == report["epochs"][-1]["test_acc"]
+    assert report["final_test_acc"] > 0.5  # two epochs on real digits: far above chance (0.1)
+    assert report["epochs"][1]["train_loss"] < report["epochs"][0]["train_loss"]
+
+
+def test_train_on_jax_in_process(tmp_path, capsys):
+    if not xpnet.available_backends()["jax"][0]:
+        pytest.skip("jax unavailable")
+    out = tmp_path / "jax.json"
+    status = main(["train", "--backend", "jax", "--dataset", "mnist-5k", "--epochs", "1",
+                   "--json", str(out), "--no-progress"])
+    assert status == 0
+    assert "compile time" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["backend"] == "jax" and report["compile_seconds"] > 0
+
+
+def test_synthetic_data_is_labelled_as_such(capsys):
+    assert main(["train", "--dataset", "synthetic", "--epochs", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic random data" in out and "meaningless" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--backend", "torch"], "unknown backend 'torch'"),
+    (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
+])
+def test_user_errors_are_one_line_with_status_2(args, message):
+    done = run_cli(*args)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unusable_backend_is_one_line_with_status_2():
+    name = next((n for n, (ok, _) in xpnet.available_backends().items() if not ok), None)
+    if name is None:
+        pytest.skip("every backend is usable on this machine")
+    done = run_cli("train", "--backend", name, "--epochs", "1")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"xpnet: error: backend {name!r} is not usable here")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_info_lists_backends_and_versions():
+    done = run_cli("info")
+    assert done.returncode == 0, done.stderr
+    assert "numpy: available" in done.stdout and "cupy:" in done.stdout and "jax:" in done.stdout
+    assert f"xpnet {xpnet.__version__}" in done.stdout
+
+
+def test_json_write_failure_is_one_line_and_leaves_no_temp_file(tmp_path, capsys):
+    (tmp_path / "report").mkdir()  # a directory where the report should go
+    status = main(["train", "--dataset", "synthetic", "--epochs", "1", "--no-progress",
+                   "--json", str(tmp_path / "report")])
+    assert status == 2
+    assert capsys.readouterr().err.startswith(f"xpnet: error: cannot write {tmp_path / 'report'}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_a_failed_run_keeps_an_earlier_report(tmp_path):
+    out = tmp_path / "run.json"
+    out.write_text('{"earlier": true}')
+    assert main(["train", "--dataset", "cifar", "--json", str(out)]) == 2
+    assert out.read_text() == '{"earlier": true}'

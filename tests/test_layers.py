@@ -1,0 +1,105 @@
+"""Layers: hand-computed forward/backward values, and backprop against central differences."""
+import numpy as np
+import pytest
+
+from tests.conftest import assert_close
+from xpnet.nn import Affine, Relu, Sigmoid, SoftmaxWithLoss, numerical_gradient
+
+#: Central differences with h = 1e-4 in float64 are accurate to about h² times the third derivative.
+GRAD_TOL = 1e-7
+
+
+def test_affine_by_hand(backend, dtype):
+    params = {"W": backend.asarray([[1.0, 2.0], [3.0, 4.0]], dtype), "b": backend.asarray([1.0, -1.0], dtype)}
+    layer = Affine("W", "b")
+    x = backend.asarray([[1.0, 2.0]], dtype)
+    y, cache = layer.forward(params, x)
+    assert_close(y, [[8.0, 9.0]], dtype)
+    dx, grads = layer.backward(params, cache, backend.asarray([[1.0, 10.0]], dtype))
+    assert_close(dx, [[21.0, 43.0]], dtype)            # dout · Wᵀ
+    assert_close(grads["W"], [[1.0, 10.0], [2.0, 20.0]], dtype)  # xᵀ · dout
+    assert_close(grads["b"], [1.0, 10.0], dtype)
+    assert set(grads) == {"W", "b"}
+
+
+def test_affine_flattens_images_and_restores_their_shape(backend):
+    params = {"W": backend.asarray(np.ones((12, 2)), "float64"), "b": backend.asarray(np.zeros(2), "float64")}
+    x = backend.asarray(np.arange(24.0).reshape(2, 1, 3, 4), "float64")
+    y, cache = Affine().forward(params, x)
+    assert y.shape == (2, 2)
+    dx, _ = Affine().backward(params, cache, y)
+    assert dx.shape == (2, 1, 3, 4)
+
+
+def test_affine_names_a_shape_mismatch(backend):
+    params = {"W": backend.asarray(np.ones((3, 2)), "float64"), "b": backend.asarray(np.zeros(2), "float64")}
+    with pytest.raises(ValueError, match=r"4 features.*W has shape \(3, 2\)"):
+        Affine().forward(params, backend.asarray(np.ones((5, 4)), "float64"))
+
+
+def test_relu_and_sigmoid_by_hand(backend, dtype):
+    x = backend.asarray([[-1.0, 0.0, 2.0]], dtype)
+    dout = backend.asarray([[5.0, 6.0, 7.0]], dtype)
+    y, cache = Relu().forward({}, x)
+    assert_close(y, [[0.0, 0.0, 2.0]], dtype)
+    assert_close(Relu().backward({}, cache, dout)[0], [[0.0, 0.0, 7.0]], dtype)
+    y, cache = Sigmoid().forward({}, x)
+    s = 1 / (1 + np.exp(-np.array([-1.0, 0.0, 2.0])))
+    assert_close(y, [s], dtype)
+    assert_close(Sigmoid().backward({}, cache, dout)[0], [[5, 6, 7] * s * (1 - s)], dtype)
+
+
+def test_softmax_with_loss_by_hand(backend, dtype):
+    scores = backend.asarray([[0.0, 0.0], [np.log(3.0), 0.0]], dtype)
+    labels = backend.asarray(np.array([0, 1]))
+    layer = SoftmaxWithLoss()
+    loss, cache = layer.forward({}, scores, labels)
+    # probabilities [½, ½] and [¾, ¼]: loss = -(log ½ + log ¼) / 2
+    assert_close(loss, -(np.log(0.5 + 1e-7) + np.log(0.25 + 1e-7)) / 2, dtype)
+    dx, grads = layer.backward({}, cache)
+    assert_close(dx, [[-0.25, 0.25], [0.375, -0.375]], dtype)  # (y - t) / batch
+    assert grads == {}
+    one_hot = backend.asarray([[1.0, 0.0], [0.0, 1.0]], dtype)
+    loss_1h, cache_1h = layer.forward({}, scores, one_hot)
+    assert_close(loss_1h, loss, dtype)
+    assert_close(layer.backward({}, cache_1h)[0], dx, dtype)
+
+
+def _random(backend, shape, seed):
+    return backend.asarray(np.random.default_rng(seed).standard_normal(shape), "float64")
+
+
+@pytest.mark.parametrize("layer", [Affine("W", "b"), Relu(), Sigmoid()], ids=repr)
+def test_backprop_matches_numerical_gradient(backend, layer):
+    params = {"W": _random(backend, (4, 3), 1), "b": _random(backend, (3,), 2)}
+    # Keep inputs away from ReLU's kink, where the one-sided slopes differ.
+    x = _random(backend, (5, 4), 3)
+    x = x + 0.1 * backend.xp.sign(x)
+    y, cache = layer.forward(params, x)
+    weights = _random(backend, y.shape, 4)  # L = Σ weights · y, so ∂L/∂y = weights
+
+    def loss_of(name):
+        def f(value):
+            if name == "x":
+                return (weights * layer.forward(params, value)[0]).sum()
+            return (weights * layer.forward({**params, name: value}, x)[0]).sum()
+        return f
+
+    dx, grads = layer.backward(params, cache, weights)
+    assert_close(dx, numerical_gradient(loss_of("x"), x), atol=GRAD_TOL, rtol=0)
+    for name, grad in grads.items():
+        assert_close(grad, numerical_gradient(loss_of(name), params[name]), atol=GRAD_TOL, rtol=0)
+
+
+@pytest.mark.parametrize("one_hot", [False, True], ids=["labels", "one-hot"])
+def test_softmax_with_loss_backprop_matches_numerical_gradient(backend, one_hot):
+    x = _random(backend, (4, 5), 5)
+    labels = np.array([0, 3, 4, 3])
+    t = backend.asarray(np.eye(5)[labels], "float64") if one_hot else backend.asarray(labels)
+    layer = SoftmaxWithLoss()
+    _, cache = layer.forward({}, x, t)
+    dx, _ = layer.backward({}, cache)
+    expected = numerical_gradient(lambda v: layer.forward({}, v, t)[0], x)
+    # Backprop's (y - t)/N is the gradient of -log(y), while the loss is -log(y + 1e-7): the two
+    # differ by about 1e-7/y, a few times 1e-7 for these scores.
+    assert_close(dx, expected, atol=1e-6, rtol=0)

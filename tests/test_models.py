@@ -1,0 +1,105 @@
+"""TwoLayerNet and SGD: same init everywhere, backprop vs numerical gradient, the book's update API."""
+import numpy as np
+import pytest
+
+from tests.conftest import assert_close
+from xpnet.nn import SGD, TwoLayerNet
+
+#: Backprop differentiates -log(y), the loss is -log(y + 1e-7): they differ by about 1e-7/y.
+GRAD_TOL = 1e-6
+
+
+def small_batch(n=6, features=8, classes=4, seed=0):
+    """Random inputs labelled by their largest of the first `classes` features (learnable)."""
+    x = np.random.default_rng(seed).random((n, features))
+    return x, x[:, :classes].argmax(axis=1)
+
+
+def test_same_seed_same_params_on_every_backend(backend, dtype):
+    reference = TwoLayerNet(784, 50, 10, seed=42, backend="numpy", dtype=dtype)
+    net = TwoLayerNet(784, 50, 10, seed=42, backend=backend, dtype=dtype)
+    assert list(net.params) == ["W1", "b1", "W2", "b2"]
+    for name, value in net.params.items():
+        assert value.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(backend.to_numpy(value), reference.params[name])
+    assert net.params["W1"].shape == (784, 50) and net.params["b2"].shape == (10,)
+    assert float(abs(backend.to_numpy(net.params["W1"])).std()) == pytest.approx(0.01 * 0.6028, rel=0.05)
+    assert not np.array_equal(TwoLayerNet(784, 50, 10, seed=43).params["W1"], reference.params["W1"])
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_backprop_matches_numerical_gradient(backend, activation):
+    x, t = small_batch()
+    net = TwoLayerNet(8, 5, 4, weight_init_std=0.5, activation=activation, backend=backend, seed=1,
+                      dtype="float64")
+    backprop = net.gradient(x, t)
+    numerical = net.numerical_gradient(x, t)
+    assert set(backprop) == set(numerical) == {"W1", "b1", "W2", "b2"}
+    for name in backprop:
+        assert backprop[name].shape == net.params[name].shape
+        assert_close(backprop[name], numerical[name], atol=GRAD_TOL, rtol=0)
+    # numerical_gradient leaves the params as they were
+    np.testing.assert_array_equal(backend.to_numpy(net.params["W1"]),
+                                  TwoLayerNet(8, 5, 4, 0.5, activation, seed=1, dtype="float64").params["W1"])
+
+
+def test_predict_loss_accuracy(backend, dtype):
+    x, t = small_batch()
+    net = TwoLayerNet(8, 5, 4, backend=backend, seed=0, dtype=dtype)
+    y = net.predict(x)
+    assert y.shape == (6, 4) and y.dtype == np.dtype(dtype)
+    scores = backend.to_numpy(y)
+    assert net.accuracy(x, t) == pytest.approx(np.mean(scores.argmax(axis=1) == t))
+    assert isinstance(net.accuracy(x, t), float)
+    # With weights of std 0.01 the scores are near zero: the loss is about log(4).
+    assert float(net.loss(x, t)) == pytest.approx(np.log(4), rel=1e-2)
+    one_hot = np.eye(4)[t]
+    assert_close(net.loss(x, one_hot), net.loss(x, t), dtype)
+    assert net.accuracy(x, one_hot) == net.accuracy(x, t)
+
+
+def test_the_net_always_computes_with_the_current_params(backend):
+    x, t = small_batch()
+    net = TwoLayerNet(8, 5, 4, backend=backend, seed=0, dtype="float64")
+    net.params["W2"] = backend.asarray(np.zeros((5, 4)), "float64")
+    net.params["b2"] = backend.asarray([0.0, 0.0, 9.0, 0.0], "float64")  # every sample -> class 2
+    assert net.accuracy(x, t) == pytest.approx(np.mean(t == 2))
+    assert_close(net.predict(x), np.tile([0.0, 0.0, 9.0, 0.0], (6, 1)))
+
+
+def test_sgd_update_the_books_way_reduces_the_loss(backend, dtype):
+    x, t = small_batch(n=30)
+    net = TwoLayerNet(8, 10, 4, weight_init_std=0.5, backend=backend, seed=0, dtype=dtype)
+    optimizer = SGD(lr=0.5)
+    before = float(net.loss(x, t))
+    w1 = net.params["W1"]
+    grads = net.gradient(x, t)
+    optimizer.update(net.params, grads)
+    assert_close(net.params["W1"], backend.to_numpy(w1) - 0.5 * backend.to_numpy(grads["W1"]), dtype)
+    for _ in range(200):
+        optimizer.update(net.params, net.gradient(x, t))
+    assert float(net.loss(x, t)) < 0.5 * before
+    assert all(p.dtype == np.dtype(dtype) for p in net.params.values())
+
+
+def test_sgd_pure_apply_keeps_dtype_and_counts_steps(backend):
+    params = {"W": backend.asarray(np.ones((2, 2)), "float32")}
+    grads = {"W": backend.asarray(np.full((2, 2), 0.5), "float32")}
+    optimizer = SGD(lr=np.float64(0.1))  # a float64 scalar must not promote float32 params
+    state = optimizer.init(params)
+    new_params, state = optimizer.apply(params, grads, state)
+    new_params, state = optimizer.apply(new_params, grads, state)
+    assert new_params["W"].dtype == np.float32
+    assert_close(new_params["W"], np.full((2, 2), 0.9), "float32")
+    assert int(state.count) == 2
+    assert_close(params["W"], np.ones((2, 2)), "float32")  # pure: the input is unchanged
+
+
+def test_sgd_names_a_missing_gradient():
+    with pytest.raises(KeyError, match="'b'"):
+        SGD().update({"W": np.ones(2), "b": np.ones(2)}, {"W": np.ones(2)})
+
+
+def test_unknown_activation():
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        TwoLayerNet(4, 3, 2, activation="tanh")
