@@ -34,6 +34,12 @@ class Backend:
         """Wait until every array in `tree` is computed, so a clock stopped after it is honest."""
         return tree
 
+    def scatter_add(self, target, indices, values):
+        """A copy of `target` with `values` added at row `indices` (repeats accumulate)."""
+        out = self.xp.array(target, copy=True)
+        np.add.at(out, indices, values)
+        return out
+
     def devices(self):
         """Human-readable names of the devices this backend computes on."""
         return ["cpu"]

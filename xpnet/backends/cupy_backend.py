@@ -23,6 +23,13 @@ class CupyBackend(Backend):
         self._cupy.cuda.get_current_stream().synchronize()
         return tree
 
+    def scatter_add(self, target, indices, values):
+        import cupyx
+
+        out = target.copy()
+        cupyx.scatter_add(out, indices, values)
+        return out
+
     def devices(self):
         runtime = self._cupy.cuda.runtime
         names = []

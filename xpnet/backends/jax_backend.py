@@ -36,6 +36,13 @@ class JaxBackend(Backend):
     def sync(self, tree):
         return self._jax.block_until_ready(tree)
 
+    def scatter_add(self, target, indices, values):
+        return target.at[indices].add(values)
+
+    def vmap(self, fn, in_axes=0):
+        """`fn` mapped over a leading axis of its arguments (None: not mapped), vectorized."""
+        return self._jax.vmap(fn, in_axes=in_axes)
+
     def devices(self):
         return [f"{d.platform}:{d.id} ({d.device_kind})" for d in self._jax.devices()]
 

@@ -37,6 +37,9 @@ class Affine:
 class Relu:
     """max(x, 0); the gradient passes where x > 0 (0 at x == 0, as in the book)."""
 
+    #: Works element by element on inputs of any shape (the numerical gradient relies on it).
+    elementwise = True
+
     def forward(self, params, x):
         mask = x > 0
         return namespace_of(x).where(mask, x, 0), mask
@@ -50,6 +53,8 @@ class Relu:
 
 class Sigmoid:
     """1 / (1 + exp(-x)); the backward pass uses y(1 - y) from the forward output."""
+
+    elementwise = True
 
     def forward(self, params, x):
         y = sigmoid(x)
