@@ -12,27 +12,46 @@ def numerical_diff(f, x, h=H):
     return (f(x + h) - f(x - h)) / (2 * h)
 
 
-def numerical_gradient(f, x, h=H):
-    """∂f/∂x for a scalar function `f` of an array `x` of any shape, one element at a time.
+def numerical_gradient(f, x, h=H, chunk_size=256):
+    """∂f/∂x for a scalar function `f` of an array `x` of any shape, by central differences.
 
-    On NumPy and CuPy this perturbs `x` in place and restores it, exactly as the book does, so an
-    `f` that ignores its argument and reads `x` from elsewhere (the book's `lambda W: net.loss(x, t)`)
-    still works. JAX arrays cannot be changed in place: there `f` is called with a perturbed copy
-    and must use its argument.
+    On NumPy and CuPy this perturbs `x` in place, one element at a time, and restores it, exactly
+    as the book does, so an `f` that ignores its argument and reads `x` from elsewhere (the book's
+    `lambda W: net.loss(x, t)`) still works. JAX arrays cannot be changed in place: there `f`
+    receives perturbed copies and must use its argument; `chunk_size` of them are evaluated at
+    once with `jax.vmap` (falling back to one at a time when `f` cannot be traced).
+    For a whole network, `net.numerical_gradient(x, t)` is much faster (`xpnet.nn.numerical`).
     """
-    backend = backend_of(x)
+    x = backend_of(x).xp.asarray(x)
+    return _gradient_function(f, x, h, chunk_size)(x)
+
+
+def _gradient_function(f, like, h, chunk_size=256):
+    """x -> numerical gradient of f at x, for arrays like `like`; built once, reusable per step."""
+    backend = backend_of(like)
     xp = backend.xp
-    x = xp.asarray(x)
-    if not is_floating(x.dtype):
-        raise TypeError(f"numerical_gradient needs a floating-point x, got dtype {x.dtype}; "
+    if not is_floating(like.dtype):
+        raise TypeError(f"numerical_gradient needs a floating-point x, got dtype {like.dtype}; "
                         "write e.g. np.array([3.0, 4.0]) instead of np.array([3, 4])")
-    if backend.mutable_arrays and getattr(x, "flags", None) is not None and _writeable(x):
-        return _gradient_in_place(f, x, h, xp)
-    return _gradient_functional(f, x, h, xp)
+    if backend.mutable_arrays:
+        return lambda x: (_gradient_in_place(f, x, h, xp) if _writeable(x)
+                          else _gradient_functional(f, x, h, xp))
+    if not hasattr(backend, "vmap"):
+        return lambda x: _gradient_functional(f, x, h, xp)
+    vectorized = _vmapped_gradient(f, like, h, backend, chunk_size)
+
+    def gradient(x):
+        try:
+            return vectorized(x)
+        except TypeError:  # JAX's errors for untraceable code (float(tracer), ...) are TypeErrors
+            return _gradient_functional(f, x, h, xp)
+
+    return gradient
 
 
 def _writeable(x):
-    return getattr(x.flags, "writeable", True)
+    flags = getattr(x, "flags", None)
+    return flags is None or getattr(flags, "writeable", True)
 
 
 def _gradient_in_place(f, x, h, xp):
@@ -46,6 +65,27 @@ def _gradient_in_place(f, x, h, xp):
         x[idx] = original
         grad[idx] = (f_plus - f_minus) / (2 * h)
     return grad
+
+
+def _vmapped_gradient(f, like, h, backend, chunk_size):
+    xp = backend.xp
+    shape, size = like.shape, like.size
+    chunk = min(chunk_size, size)
+
+    def one(flat, i):
+        plus = f(backend.scatter_add(flat, i, h).reshape(shape))
+        minus = f(backend.scatter_add(flat, i, -h).reshape(shape))
+        return (plus - minus) / (2 * h)
+
+    many = backend.jit(backend.vmap(one, in_axes=(None, 0)))
+
+    def gradient(x):
+        flat = x.reshape(-1)
+        parts = [many(flat, xp.arange(start, start + chunk) % size)  # last chunk padded, then cut
+                 for start in range(0, size, chunk)]
+        return xp.concatenate(parts)[:size].astype(x.dtype).reshape(shape)
+
+    return gradient
 
 
 def _gradient_functional(f, x, h, xp):
@@ -66,7 +106,8 @@ def gradient_descent(f, init_x, lr=0.01, step_num=100):
     Unlike the book, `init_x` itself is left unchanged.
     """
     x = backend_of(init_x).xp.array(init_x, copy=True)
+    gradient = _gradient_function(f, x, H)
     for _ in range(step_num):
-        x = x - lr * numerical_gradient(f, x)
+        x = x - lr * gradient(x)
     return x
 
