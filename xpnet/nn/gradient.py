@@ -39,12 +39,15 @@ def _gradient_function(f, like, h, chunk_size=256):
     if not hasattr(backend, "vmap"):
         return lambda x: _gradient_functional(f, x, h, xp)
     vectorized = _vmapped_gradient(f, like, h, backend, chunk_size)
+    traceable = [True]  # once f fails to trace, later steps go straight to the loop
 
     def gradient(x):
-        try:
-            return vectorized(x)
-        except TypeError:  # JAX's errors for untraceable code (float(tracer), ...) are TypeErrors
-            return _gradient_functional(f, x, h, xp)
+        if traceable[0]:
+            try:
+                return vectorized(x)
+            except TypeError:  # JAX's errors for untraceable code (float(tracer), ...)
+                traceable[0] = False
+        return _gradient_functional(f, x, h, xp)
 
     return gradient
 
