@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_close
-from xpnet.nn import SGD, TwoLayerNet
+from xpnet.nn import SGD, MultiLayerNet, TwoLayerNet
 
 #: Backprop differentiates -log(y), the loss is -log(y + 1e-7): they differ by about 1e-7/y.
 GRAD_TOL = 1e-6
@@ -103,3 +103,57 @@ def test_sgd_names_a_missing_gradient():
 def test_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation 'tanh'"):
         TwoLayerNet(4, 3, 2, activation="tanh")
+
+
+@pytest.mark.parametrize("init, expected_std", [
+    (0.05, lambda n: 0.05), ("he", lambda n: np.sqrt(2 / n)), ("relu", lambda n: np.sqrt(2 / n)),
+    ("xavier", lambda n: np.sqrt(1 / n)), ("sigmoid", lambda n: np.sqrt(1 / n)),
+])
+def test_multi_layer_net_structure_and_init_scales(init, expected_std):
+    net = MultiLayerNet(784, [300, 200, 100], 10, weight_init_std=init, seed=0, dtype="float64")
+    assert list(net.params) == ["W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4"]
+    sizes = [784, 300, 200, 100, 10]
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        w = net.params[f"W{i}"]
+        assert w.shape == (n_in, n_out) and not net.params[f"b{i}"].any()
+        assert w.std() == pytest.approx(expected_std(n_in), rel=0.05)
+    assert [type(layer).__name__ for layer in net.model.layers] == [
+        "Affine", "Relu", "Affine", "Relu", "Affine", "Relu", "Affine"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"weight_init_std": "glorot"}, "unknown weight init 'glorot'"),
+    ({"weight_init_std": -1.0}, "weight_init_std must be a finite number >= 0"),
+    ({"hidden_size_list": [10, 0]}, "hidden_size_list must be positive integers"),
+    ({"hidden_size_list": []}, "hidden_size_list must be positive integers"),
+])
+def test_multi_layer_net_rejects_bad_arguments(kwargs, message):
+    args = {"input_size": 4, "hidden_size_list": [3], "output_size": 2, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        MultiLayerNet(**args)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_multi_layer_net_backprop_matches_numerical_with_weight_decay(backend, activation):
+    x, t = small_batch()
+    net = MultiLayerNet(8, [6, 5], 4, activation=activation, weight_init_std=0.5,
+                        weight_decay_lambda=0.3, backend=backend, seed=3, dtype="float64")
+    backprop, numerical = net.gradient(x, t), net.numerical_gradient(x, t)
+    assert set(backprop) == set(numerical) == set(net.params)
+    for name in net.params:
+        assert_close(backprop[name], numerical[name], atol=GRAD_TOL, rtol=0)
+
+
+def test_weight_decay_adds_half_lambda_w_squared_to_the_loss(backend, dtype):
+    x, t = small_batch()
+    plain = MultiLayerNet(8, [5], 4, weight_init_std=0.5, backend=backend, seed=0, dtype=dtype)
+    decayed = MultiLayerNet(8, [5], 4, weight_init_std=0.5, weight_decay_lambda=np.float64(0.2),
+                            backend=backend, seed=0, dtype=dtype)
+    w = [backend.to_numpy(plain.params[k]) for k in ("W1", "W2")]
+    penalty = 0.5 * 0.2 * sum((a.astype(np.float64) ** 2).sum() for a in w)
+    loss = decayed.loss(x, t)
+    assert loss.dtype == np.dtype(dtype)  # a float64 λ does not promote float32
+    assert_close(loss, float(plain.loss(x, t)) + penalty, dtype)
+    grads, plain_grads = decayed.gradient(x, t), plain.gradient(x, t)
+    assert_close(grads["W1"], backend.to_numpy(plain_grads["W1"]) + 0.2 * w[0], dtype)
+    assert_close(grads["b1"], plain_grads["b1"], dtype)  # biases are not decayed

@@ -11,7 +11,7 @@ from xpnet.nn.functions import (
 )
 from xpnet.nn.gradient import gradient_descent, numerical_diff, numerical_gradient
 from xpnet.nn.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
-from xpnet.nn.models import TwoLayerNet
+from xpnet.nn.models import MultiLayerNet, Net, TwoLayerNet
 from xpnet.nn.network import Sequential
 from xpnet.nn.optimizers import SGD, Optimizer
 
@@ -19,6 +19,6 @@ __all__ = [
     "identity_function", "step_function", "sigmoid", "relu", "softmax", "one_hot",
     "sum_squared_error", "cross_entropy_error",
     "numerical_diff", "numerical_gradient", "gradient_descent",
-    "Affine", "Relu", "Sigmoid", "SoftmaxWithLoss", "Sequential", "TwoLayerNet",
+    "Affine", "Relu", "Sigmoid", "SoftmaxWithLoss", "Sequential", "Net", "TwoLayerNet", "MultiLayerNet",
     "Optimizer", "SGD",
 ]

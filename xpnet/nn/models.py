@@ -6,24 +6,26 @@ from xpnet.nn.network import Sequential
 from xpnet.nn.numerical import DEFAULT_CHUNK_BYTES, structured_numerical_gradient
 
 
-class TwoLayerNet:
-    """Affine → activation → Affine → SoftmaxWithLoss, with the book's constructor and methods.
+class Net:
+    """What the book's nets share: `params` (W1, b1, …) as the single source of truth.
 
-    `params` (W1, b1, W2, b2) is the single source of truth: replace or update its entries
-    (`optimizer.update(net.params, grads)`) and every method computes with the current arrays.
-    `model` is the pure core (`model.loss_and_grad(params, x, t)`) that training code compiles.
-    Initial weights come from a host NumPy generator, so one `seed` gives the same params on
-    every backend.
+    Replace or update entries of `params` (`optimizer.update(net.params, grads)`) and every
+    method computes with the current arrays. `model` is the pure core
+    (`model.loss_and_grad(params, x, t)`) that training code compiles. Initial weights come from
+    a host NumPy generator, so one `seed` gives the same params on every backend.
     """
 
-    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01,
-                 activation="sigmoid", backend=None, seed=None, dtype="float32"):
+    def __init__(self, sizes, activation, weight_init_std, weight_decay_lambda, backend, seed, dtype):
         self.backend = get_backend(backend)
         self.dtype = dtype
-        self.input_size, self.output_size = input_size, output_size
-        self.model = Sequential(
-            [Affine("W1", "b1"), activation_layer(activation), Affine("W2", "b2")], SoftmaxWithLoss())
-        host = affine_params(host_rng(seed), [input_size, hidden_size, output_size], weight_init_std)
+        self.input_size, self.output_size = sizes[0], sizes[-1]
+        layers = []
+        for i in range(1, len(sizes)):
+            layers.append(Affine(f"W{i}", f"b{i}"))
+            if i < len(sizes) - 1:
+                layers.append(activation_layer(activation))
+        self.model = Sequential(layers, SoftmaxWithLoss(), weight_decay=weight_decay_lambda)
+        host = affine_params(host_rng(seed), sizes, weight_init_std)
         self.params = {name: self.backend.asarray(value, dtype) for name, value in host.items()}
 
     def to_device(self, x, t=None):
@@ -59,3 +61,31 @@ class TwoLayerNet:
         """
         x, t = self.to_device(x, t)
         return structured_numerical_gradient(self.model, self.params, x, t, chunk_bytes=chunk_bytes)
+
+
+class TwoLayerNet(Net):
+    """Affine → activation → Affine → SoftmaxWithLoss, with the book's constructor and methods."""
+
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01,
+                 activation="sigmoid", backend=None, seed=None, dtype="float32"):
+        super().__init__([input_size, hidden_size, output_size], activation, weight_init_std, 0.0,
+                         backend, seed, dtype)
+
+
+class MultiLayerNet(Net):
+    """(Affine → activation) × len(hidden_size_list) → Affine → SoftmaxWithLoss, as in chapter 6.
+
+    `weight_init_std`: a number (the std), "relu"/"he" (√(2/n)) or "sigmoid"/"xavier" (√(1/n));
+    `weight_decay_lambda` adds ½λΣW² to the loss for every weight matrix.
+    """
+
+    def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
+                 weight_init_std="relu", weight_decay_lambda=0.0, backend=None, seed=None,
+                 dtype="float32"):
+        hidden = list(hidden_size_list)
+        if not hidden or any(int(size) != size or size <= 0 for size in hidden):
+            raise ValueError(f"hidden_size_list must be positive integers, got {hidden_size_list!r}")
+        super().__init__([input_size, *hidden, output_size], activation, weight_init_std,
+                         weight_decay_lambda, backend, seed, dtype)
+        self.hidden_size_list = hidden
+        self.weight_decay_lambda = weight_decay_lambda

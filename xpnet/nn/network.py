@@ -7,11 +7,30 @@ class Sequential:
 
     `loss_and_grad(params, x, t)` is backprop: one forward pass keeping each layer's cache, one
     backward pass collecting `grads` keyed like `params`. It is pure, so `jax.jit` compiles it.
+    `weight_decay` (λ) adds the book's L2 penalty ½λΣW² over the weights of every layer that
+    has one (not the biases) to the loss, and λW to their gradients.
     """
 
-    def __init__(self, layers, loss_layer):
+    def __init__(self, layers, loss_layer, weight_decay=0.0):
         self.layers = list(layers)
         self.loss_layer = loss_layer
+        self.weight_decay = weight_decay
+
+    @property
+    def decayed_weights(self):
+        """Names of the params the weight decay applies to (empty when λ is 0)."""
+        if not self.weight_decay:
+            return []
+        return [layer.weight for layer in self.layers if getattr(layer, "weight", None)]
+
+    def decay_loss(self, params):
+        """½λΣW² over `decayed_weights` (0 without weight decay)."""
+        return sum(0.5 * self._decay(params[name]) * (params[name] ** 2).sum()
+                   for name in self.decayed_weights)
+
+    def _decay(self, like):
+        """λ in the dtype of `like`: a float64 λ must not promote float32 params."""
+        return namespace_of(like).asarray(self.weight_decay, dtype=like.dtype)
 
     def predict(self, params, x):
         for layer in self.layers:
@@ -20,7 +39,7 @@ class Sequential:
 
     def loss(self, params, x, t):
         loss, _ = self.loss_layer.forward(params, self.predict(params, x), t)
-        return loss
+        return loss + self.decay_loss(params)
 
     def loss_and_grad(self, params, x, t):
         caches = []
@@ -32,7 +51,9 @@ class Sequential:
         for layer, cache in zip(reversed(self.layers), reversed(caches)):
             dout, layer_grads = layer.backward(params, cache, dout)
             grads.update(layer_grads)
-        return loss, grads
+        for name in self.decayed_weights:
+            grads[name] = grads[name] + self._decay(params[name]) * params[name]
+        return loss + self.decay_loss(params), grads
 
     def correct_count(self, params, x, t):
         """How many samples the net classifies right (t: labels or one-hot rows); an array scalar."""
@@ -42,4 +63,5 @@ class Sequential:
         return xp.sum(predicted == labels)
 
     def __repr__(self):
-        return f"Sequential({self.layers!r}, {self.loss_layer!r})"
+        decay = f", weight_decay={self.weight_decay!r}" if self.weight_decay else ""
+        return f"Sequential({self.layers!r}, {self.loss_layer!r}{decay})"
