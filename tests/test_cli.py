@@ -92,3 +92,77 @@ def test_a_failed_run_keeps_an_earlier_report(tmp_path):
     out.write_text('{"earlier": true}')
     assert main(["train", "--dataset", "cifar", "--json", str(out)]) == 2
     assert out.read_text() == '{"earlier": true}'
+
+
+def gradcheck_rows(out):
+    """{param: [numbers of its row]} from the table `xpnet gradcheck` prints."""
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0][:1] in "Wb" and parts[0][1:].isdigit():
+            rows[parts[0]] = [float(p) for p in parts[-4:] if "e" in p]
+    return rows
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_gradcheck_passes_on_a_smooth_net(backend, capsys):
+    if not xpnet.available_backends()[backend][0]:
+        pytest.skip(f"{backend} unavailable")
+    status = main(["gradcheck", "--backend", backend, "--dataset", "mnist-5k", "--batch-size", "20"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    rows = gradcheck_rows(out)
+    assert list(rows) == ["W1", "b1", "W2", "b2"]
+    assert all(0 < max_rel < 1e-5 for row in rows.values() for max_rel in row[1::2])
+    assert ("jax.grad" in out) == (backend == "jax")
+    assert "numerical" in out and "backprop" in out and out.rstrip().splitlines()[-1].startswith("OK")
+
+
+def test_gradcheck_multi_layer_with_weight_decay(capsys):
+    status = main(["gradcheck", "--model", "multi-layer", "--hidden-sizes", "20,10", "--weight-decay",
+                   "0.1", "--dataset", "mnist-5k", "--batch-size", "10", "--backend", "numpy"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert list(gradcheck_rows(out)) == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    assert "MultiLayerNet(784, [20, 10], 10, sigmoid, init he, weight decay 0.1)" in out
+
+
+def test_gradcheck_fails_with_status_1_above_the_tolerance(capsys):
+    # central differences and backprop differ by about 1e-6 relative (h² and the loss's 1e-7)
+    status = main(["gradcheck", "--tolerance", "1e-12", "--dataset", "mnist-5k",
+                   "--batch-size", "10", "--backend", "numpy"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert out.rstrip().splitlines()[-1].startswith("FAILED")
+
+
+def test_train_with_numerical_gradients_follows_backprop(tmp_path):
+    reports = {}
+    for gradient in ("numerical", "backprop"):
+        out = tmp_path / f"{gradient}.json"
+        done = run_cli("train", "--gradient", gradient, "--dataset", "mnist-5k", "--epochs", "2",
+                       "--lr", "0.5", "--dtype", "float64", "--backend", "numpy", "--json", str(out))
+        assert done.returncode == 0, done.stderr
+        assert f"float64, {gradient} gradients" in done.stdout
+        reports[gradient] = json.loads(out.read_text())
+    numerical, backprop = reports["numerical"], reports["backprop"]
+    assert numerical["gradient"] == "numerical" and numerical["dtype"] == "float64"
+    assert numerical["final_test_acc"] > 0.5  # learns: chance is 0.1
+    # gradients equal to about 1e-6 relative: the same path through training
+    for a, b in zip(numerical["epochs"], backprop["epochs"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=0.005)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--weight-init", "glorot"], "must be a number or one of"),
+    (["--hidden-sizes", "100,,5"], "must be positive integers separated by commas"),
+])
+def test_bad_model_options_are_usage_errors(args, message):
+    done = run_cli("train", *args)
+    assert done.returncode == 2 and message in done.stderr
+
+
+def test_weight_decay_needs_multi_layer():
+    done = run_cli("train", "--weight-decay", "0.1")
+    assert done.returncode == 2 and "--weight-decay needs --model multi-layer" in done.stderr

@@ -1,4 +1,4 @@
-"""The `xpnet` command line: `xpnet train`, `xpnet info` (also `python -m xpnet ...`)."""
+"""The `xpnet` command line: `xpnet train`, `xpnet gradcheck`, `xpnet info` (also `python -m xpnet ...`)."""
 import argparse
 import json
 import os
@@ -32,30 +32,74 @@ def _parser():
     parser.add_argument("--version", action="version", version=f"xpnet {xpnet.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train the book's TwoLayerNet with mini-batch SGD",
-                                description="Train TwoLayerNet with mini-batch SGD and report "
-                                            "loss, accuracy and time per epoch.")
-    train.add_argument("--backend", default=None,
-                       help=f"{' | '.join(BACKEND_NAMES)} (default: $XPNET_BACKEND, else numpy)")
-    train.add_argument("--dataset", default="auto",
-                       help="mnist, mnist-5k, fashion-mnist, synthetic, or auto: mnist when its "
-                            "files are present, else mnist-5k (default: auto)")
+    train = commands.add_parser("train", help="train TwoLayerNet or MultiLayerNet with mini-batch SGD",
+                                description="Train one of the book's nets with mini-batch SGD and "
+                                            "report loss, accuracy and time per epoch.")
+    _add_data_args(train)
+    _add_model_args(train)
     train.add_argument("--epochs", type=_positive_int, default=10)
     train.add_argument("--batch-size", type=_positive_int, default=100)
     train.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default: 0.1)")
-    train.add_argument("--hidden", type=_positive_int, default=50, help="hidden units (default: 50)")
-    train.add_argument("--activation", choices=("sigmoid", "relu"), default="sigmoid")
-    train.add_argument("--weight-init-std", type=float, default=0.01)
-    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--seed", type=int, default=0, help="seed of the initial weights and batch order")
+    train.add_argument("--gradient", choices=("backprop", "numerical"), default="backprop",
+                       help="how gradients are computed: backprop (chapter 5) or central "
+                            "differences (chapter 4; float64 unless --dtype says otherwise)")
+    train.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                       help="default: float32 for backprop, float64 for numerical gradients")
     train.add_argument("--json", metavar="PATH", help="also write the per-epoch results to PATH")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="show a progress bar (default: when stderr is a terminal)")
     train.set_defaults(run=_train)
 
+    check = commands.add_parser(
+        "gradcheck", help="compare backprop with numerical gradients (and jax.grad on jax)",
+        description="Compute the gradient of one batch by backprop, by central differences and "
+                    "(on jax) by jax.grad; print the max absolute and relative error of each per "
+                    "parameter and the time of each method. Exit status 1 if an error exceeds "
+                    "the tolerance. Relative error: max |g - g_backprop| / max |g_backprop|.")
+    _add_data_args(check)
+    _add_model_args(check, smooth=True)
+    check.add_argument("--batch-size", type=_positive_int, default=100)
+    check.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    check.add_argument("--tolerance", type=float, default=None,
+                       help="relative error accepted on top of the loss's rounding (default: 1e-5 "
+                            "for float64, 1e-2 for float32)")
+    check.set_defaults(run=_gradcheck)
+
     info = commands.add_parser("info", help="list backends, devices and versions")
     info.set_defaults(run=_info)
     return parser
+
+
+def _add_data_args(parser):
+    parser.add_argument("--backend", default=None,
+                        help=f"{' | '.join(BACKEND_NAMES)} (default: ${ENV_VAR}, else {DEFAULT_BACKEND})")
+    parser.add_argument("--dataset", default="auto",
+                        help="mnist, mnist-5k, fashion-mnist, synthetic, or auto: mnist when its "
+                             "files are present, else mnist-5k (default: auto)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial weights and batch order (default: 0)")
+
+
+def _add_model_args(parser, smooth=False):
+    parser.add_argument("--model", choices=("two-layer", "multi-layer"), default="two-layer",
+                        help="TwoLayerNet (chapter 4/5) or MultiLayerNet (chapter 6)")
+    parser.add_argument("--hidden", type=_positive_int, default=50,
+                        help="hidden units of two-layer (default: 50)")
+    parser.add_argument("--hidden-sizes", type=_sizes, default=[100, 100, 100, 100],
+                        help="hidden layer sizes of multi-layer (default: 100,100,100,100)")
+    if smooth:
+        parser.add_argument("--activation", choices=("sigmoid", "relu"), default="sigmoid",
+                            help="default: sigmoid, which is smooth; ReLU's kink at 0 spoils central "
+                                 "differences wherever a perturbation moves a pre-activation across it")
+    else:
+        parser.add_argument("--activation", choices=("sigmoid", "relu"), default=None,
+                            help="default: sigmoid for two-layer, relu for multi-layer (as in the book)")
+    parser.add_argument("--weight-init", "--weight-init-std", dest="weight_init", type=_weight_init,
+                        default=None, help="std of the initial weights, or xavier|sigmoid (√(1/n)) "
+                                           "or he|relu (√(2/n)); default: 0.01 for two-layer, "
+                                           "he for multi-layer")
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="L2 weight decay λ of multi-layer (default: 0)")
 
 
 def _positive_int(text):
@@ -65,12 +109,31 @@ def _positive_int(text):
     return value
 
 
-def _train(args):
-    from xpnet.data import load_dataset, resolve_dataset
-    from xpnet.nn import SGD, TwoLayerNet
-    from xpnet.nn.training import fit
+def _sizes(text):
+    try:
+        return [_positive_int(part) for part in text.split(",")]
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, "
+                                         f"e.g. 100,100,100; got {text!r}") from None
 
-    backend = get_backend(args.backend)  # fail on a bad backend before loading any data
+
+def _weight_init(text):
+    from xpnet.nn.init import INIT_SCALES
+
+    if text.lower() in INIT_SCALES:
+        return text.lower()
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number or one of {', '.join(INIT_SCALES)}; "
+                                         f"got {text!r}") from None
+
+
+def _load_data(args):
+    """The backend (checked before any data is read) and the data set's host arrays."""
+    from xpnet.data import load_dataset, resolve_dataset
+
+    backend = get_backend(args.backend)
     name = resolve_dataset(args.dataset)
     if args.dataset == "auto":
         why = "its files are present" if name == "mnist" else "the MNIST files are not present"
@@ -78,12 +141,41 @@ def _train(args):
     data = load_dataset(name)
     print(f"dataset: {data.description}")
     print(f"backend: {backend.name} on {', '.join(backend.devices())}")
-    (x_train, t_train), (x_test, t_test) = data.arrays(normalize=True, flatten=True)
+    return backend, name, data
 
-    net = TwoLayerNet(x_train.shape[1], args.hidden, 10, weight_init_std=args.weight_init_std,
-                      activation=args.activation, backend=backend, seed=args.seed, dtype=args.dtype)
-    print(f"model: TwoLayerNet({x_train.shape[1]}, {args.hidden}, 10, activation={args.activation!r}),"
-          f" SGD(lr={args.lr}), batch {args.batch_size}, {args.dtype}")
+
+def _build_net(args, input_size, backend, dtype):
+    """The net that --model and its options describe, and a one-line description of it."""
+    from xpnet.nn import MultiLayerNet, TwoLayerNet
+
+    if args.model == "two-layer":
+        if args.weight_decay:
+            raise XpnetError("--weight-decay needs --model multi-layer (TwoLayerNet has none, as in the book)")
+        activation = args.activation or "sigmoid"
+        init = 0.01 if args.weight_init is None else args.weight_init
+        net = TwoLayerNet(input_size, args.hidden, 10, weight_init_std=init, activation=activation,
+                          backend=backend, seed=args.seed, dtype=dtype)
+        return net, f"TwoLayerNet({input_size}, {args.hidden}, 10, {activation}, init {init})"
+    activation = args.activation or "relu"
+    init = "he" if args.weight_init is None else args.weight_init
+    net = MultiLayerNet(input_size, args.hidden_sizes, 10, activation=activation, weight_init_std=init,
+                        weight_decay_lambda=args.weight_decay, backend=backend, seed=args.seed,
+                        dtype=dtype)
+    sizes = ", ".join(map(str, args.hidden_sizes))
+    decay = f", weight decay {args.weight_decay}" if args.weight_decay else ""
+    return net, f"MultiLayerNet({input_size}, [{sizes}], 10, {activation}, init {init}{decay})"
+
+
+def _train(args):
+    from xpnet.nn import SGD
+    from xpnet.nn.training import fit
+
+    backend, name, data = _load_data(args)
+    (x_train, t_train), (x_test, t_test) = data.arrays(normalize=True, flatten=True)
+    dtype = args.dtype or ("float64" if args.gradient == "numerical" else "float32")
+    net, description = _build_net(args, x_train.shape[1], backend, dtype)
+    print(f"model: {description}, SGD(lr={args.lr}), batch {args.batch_size}, {dtype}, "
+          f"{args.gradient} gradients")
 
     def report(r):
         tqdm.write(f"epoch {r.epoch:>3}/{args.epochs}  train_loss {r.train_loss:.4f}  "
@@ -91,7 +183,8 @@ def _train(args):
                    f"time {r.seconds:.3f} s  (eval {r.eval_seconds:.3f} s)", file=sys.stdout)
 
     result = fit(net, SGD(args.lr), (x_train, t_train), (x_test, t_test), epochs=args.epochs,
-                 batch_size=args.batch_size, seed=args.seed, on_epoch=report, progress=args.progress)
+                 batch_size=args.batch_size, seed=args.seed, on_epoch=report, progress=args.progress,
+                 gradient=args.gradient)
     if backend.compiles:
         print(f"compile time (first step and evaluation, not in the epoch times): "
               f"{result.compile_seconds:.3f} s")
@@ -100,11 +193,46 @@ def _train(args):
     if args.json:
         report_json = {
             "backend": backend.name, "dataset": name, "synthetic": data.synthetic,
+            "model": description, "gradient": args.gradient, "dtype": dtype,
             "compile_seconds": result.compile_seconds,
             "epochs": [r._asdict() for r in result.epochs], "final_test_acc": final,
         }
         _write_atomically(args.json, json.dumps(report_json, indent=2) + "\n")
     return 0
+
+
+def _gradcheck(args):
+    from xpnet.nn.gradcheck import gradient_check
+
+    backend, _, data = _load_data(args)
+    (x_train, t_train), _ = data.arrays(normalize=True, flatten=True)
+    if args.batch_size > len(x_train):
+        raise XpnetError(f"--batch-size {args.batch_size} is larger than the training set ({len(x_train)})")
+    net, description = _build_net(args, x_train.shape[1], backend, args.dtype)
+    x, t = x_train[:args.batch_size], t_train[:args.batch_size]
+    print(f"model: {description}, {args.dtype}, the first {args.batch_size} training images")
+    result = gradient_check(net, x, t, tolerance=args.tolerance)
+
+    methods = list(dict.fromkeys(e.method for e in result.errors))
+    print(f"\n{'param':<8}{'shape':<12}" + "".join(f"{m + ' max abs':>20}{'max rel':>10}" for m in methods))
+    for name, value in net.params.items():
+        cells = {e.method: e for e in result.errors if e.name == name}
+        print(f"{name:<8}{str(tuple(value.shape)):<12}"
+              + "".join(f"{cells[m].max_abs:>20.2e}{cells[m].max_rel:>10.2e}" for m in methods))
+    backprop = result.seconds["backprop"]
+    print("\ntime of one gradient (median of 3, after a first call that compiles on jax):")
+    for method, seconds in result.seconds.items():
+        ratio = "" if method == "backprop" else f"  = {seconds / backprop:,.1f} × backprop"
+        print(f"  {method:<10}{seconds * 1e3:>12.3f} ms{ratio}")
+    worst = max(result.errors, key=lambda e: e.max_rel)
+    print(f"\n{'OK' if result.passed else 'FAILED'}: largest max rel {worst.max_rel:.2e} "
+          f"({worst.method}, {worst.name}); accepted: max abs <= {result.tolerance:.0e} x max|backprop|"
+          f" + {result.rounding:.1e} (the loss's rounding / 2h)")
+    if not result.passed and "relu" in description:
+        print("note: ReLU has a kink at 0. Where a perturbation of ±1e-4 moves a pre-activation "
+              "across it, the central difference is not the derivative. Try --activation sigmoid "
+              "or a smaller --batch-size.")
+    return 0 if result.passed else 1
 
 
 def _write_atomically(path, text):

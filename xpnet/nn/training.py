@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 
 from xpnet.errors import DataError
 from xpnet.nn.init import host_rng
+from xpnet.nn.numerical import structured_numerical_gradient
 
 
 class EpochResult(NamedTuple):
@@ -46,12 +47,23 @@ def check_classification_data(x, t, num_features, num_classes, name):
         raise DataError(f"{name}: one-hot labels must have shape {(x.shape[0], num_classes)}, got {t.shape}")
 
 
-def make_train_step(model, optimizer, backend):
+#: How `fit` computes gradients: backprop (chapter 5) or central differences (chapter 4).
+GRADIENTS = ("backprop", "numerical")
+
+
+def make_train_step(model, optimizer, backend, gradient="backprop"):
     """step(params, opt_state, x, t, order, i) -> (params, opt_state, loss) on batch `order[i]`.
 
     The whole data set stays on the device and the batch is gathered inside the step, so on JAX
-    one compiled program serves every batch of every epoch.
+    one compiled program serves every batch of every epoch. With `gradient="numerical"` the
+    gradient is `structured_numerical_gradient` (whose chunks are compiled on JAX) and the
+    loss and the update are compiled separately.
     """
+    if gradient == "numerical":
+        return _numerical_train_step(model, optimizer, backend)
+    if gradient != "backprop":
+        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+
     def step(params, opt_state, x, t, order, i):
         batch = order[i]
         loss, grads = model.loss_and_grad(params, x[batch], t[batch])
@@ -59,6 +71,20 @@ def make_train_step(model, optimizer, backend):
         return params, opt_state, loss
 
     return backend.jit(step)
+
+
+def _numerical_train_step(model, optimizer, backend):
+    loss_of, apply = backend.jit(model.loss), backend.jit(optimizer.apply)
+
+    def step(params, opt_state, x, t, order, i):
+        batch = order[i]
+        xb, tb = x[batch], t[batch]
+        loss = loss_of(params, xb, tb)  # before the update, as the backprop step reports it
+        grads = structured_numerical_gradient(model, params, xb, tb)
+        params, opt_state = apply(params, grads, opt_state)
+        return params, opt_state, loss
+
+    return step
 
 
 def shuffled_batches(rng, n, batch_size, backend):
@@ -82,13 +108,15 @@ def run_epoch(step, params, opt_state, x, t, order, on_batch=None):
     return params, opt_state, losses
 
 
-def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=None, progress=None):
+def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=None, progress=None,
+        gradient="backprop"):
     """Train `net` (a TwoLayerNet or alike) with `optimizer` on host arrays `train=(x, t)`.
 
     Each epoch visits the training set in a fresh shuffled order (host generator seeded with
     `seed`, so every backend sees the same batches) in full batches.
     After every epoch `net.params` holds the current arrays and `on_epoch(EpochResult)` is called.
     `progress`: show a progress bar (True), hide it (False), or show it when stderr is a terminal.
+    `gradient`: "backprop", or "numerical" for the chapter-4 loop with central differences.
     """
     backend, xp = net.backend, net.backend.xp
     (x_train, t_train), (x_test, t_test) = train, test
@@ -101,7 +129,7 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
 
     x_train, t_train = net.to_device(x_train, t_train)
     x_test, t_test = net.to_device(x_test, t_test)
-    step = make_train_step(net.model, optimizer, backend)
+    step = make_train_step(net.model, optimizer, backend, gradient)
     correct_count = backend.jit(net.model.correct_count)
     params, opt_state = dict(net.params), optimizer.init(net.params)
     rng = host_rng(seed)

@@ -1,0 +1,88 @@
+"""Gradient check: backprop against central differences (and `jax.grad` on JAX), per parameter.
+
+The book's chapter-5 check, with the errors stated per parameter array:
+- max abs: max |g − g_backprop| over the array's entries;
+- max rel: max abs divided by max |g_backprop| over the array (the error relative to the scale
+  of that gradient; an entry-wise ratio is meaningless where a gradient is 0).
+An array passes when max abs ≤ tolerance · max |g_backprop| + rounding, where rounding =
+eps(dtype) · max(|loss|, 1) / 2h is what rounding the loss alone does to a central difference.
+"""
+import statistics
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from xpnet.nn.gradient import H
+
+#: Relative tolerance per dtype. float64: central differences with h = 1e-4 are exact to about
+#: h² ≈ 1e-8 relative on smooth nets, and backprop differentiates −log y where the loss is
+#: −log(y + 1e-7) (about 1e-7/y apart); 1e-5 leaves room for both. float32: the rounding term
+#: (about 1e-3 absolute) dominates; 1e-2 covers the rest.
+TOLERANCES = {"float64": 1e-5, "float32": 1e-2}
+
+
+class GradientError(NamedTuple):
+    name: str      # parameter, e.g. "W1"
+    method: str    # "numerical" or "jax.grad"
+    max_abs: float
+    max_rel: float
+    passed: bool   # max_abs within tolerance · max |g_backprop| + rounding
+
+
+class GradCheckResult(NamedTuple):
+    errors: list     # of GradientError, per parameter and method
+    seconds: dict    # method -> median seconds of one gradient ("backprop", "numerical", ...)
+    tolerance: float
+    rounding: float  # eps · max(|loss|, 1) / 2h: the absolute error rounding alone causes
+
+    @property
+    def passed(self):
+        return all(e.passed for e in self.errors)
+
+
+def gradient_check(net, x, t, tolerance=None, repeat=3):
+    """Compare `net`'s backprop gradient with its numerical gradient (and `jax.grad` on JAX).
+
+    Each method is called once to compile (JAX) and then timed `repeat` times, the device synced;
+    `seconds` holds the median. `tolerance` defaults to TOLERANCES for the net's dtype.
+    """
+    backend = net.backend
+    x, t = net.to_device(x, t)
+    params = net.params
+    methods = {
+        "backprop": _grads_only(backend.jit(net.model.loss_and_grad)),
+        "numerical": lambda p, x, t: net.numerical_gradient(x, t),
+    }
+    if backend.name == "jax":
+        import jax
+
+        methods["jax.grad"] = jax.jit(jax.grad(net.model.loss))
+    grads, seconds = {}, {}
+    for method, gradient in methods.items():
+        grads[method] = backend.sync(gradient(params, x, t))
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            backend.sync(gradient(params, x, t))
+            times.append(time.perf_counter() - start)
+        seconds[method] = statistics.median(times)
+
+    dtype = np.dtype(net.dtype)
+    if tolerance is None:
+        tolerance = TOLERANCES[dtype.name]
+    loss = float(net.model.loss(params, x, t))
+    rounding = float(np.finfo(dtype).eps) * max(abs(loss), 1.0) / (2 * H)
+    reference = {name: backend.to_numpy(g) for name, g in grads.pop("backprop").items()}
+    errors = []
+    for method, method_grads in grads.items():
+        for name, expected in reference.items():
+            scale = float(np.abs(expected).max())
+            max_abs = float(np.abs(backend.to_numpy(method_grads[name]) - expected).max())
+            errors.append(GradientError(name, method, max_abs, max_abs / scale if scale > 0 else max_abs,
+                                        max_abs <= tolerance * scale + rounding))
+    return GradCheckResult(errors, seconds, tolerance, rounding)
+
+
+def _grads_only(loss_and_grad):
+    return lambda params, x, t: loss_and_grad(params, x, t)[1]
