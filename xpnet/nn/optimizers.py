@@ -1,44 +1,154 @@
-"""Optimizers as pure `init`/`apply` pairs, plus the book's eager `update(params, grads)`.
+"""The chapter-6 optimizers as pure `init`/`apply` pairs, plus the book's eager `update(params, grads)`.
 
     state = opt.init(params)
     params, state = opt.apply(params, grads, state)   # pure: jit-able, returns new arrays
+    state = opt.with_hyper(state, lr=0.001)           # new hyperparameters, same compiled step
     opt.update(net.params, grads)                     # the book's call: rebinds dict entries
 
 The pure step is called `apply` rather than `update` because the book's `update(params, grads)`
 already owns that name; the eager form keeps its state on the optimizer object.
+
+A state is a NamedTuple of arrays: `count` (int32 steps taken), `hyper` (name -> 0-d float array
+of the hyperparameters, so one `jax.jit`-compiled `apply` serves any values) and the per-parameter
+slots (dicts keyed like `params`). The update formulas are the book's, eps = 1e-7 included.
 """
+import inspect
 from typing import Any, NamedTuple
 
-from xpnet.backends import namespace_of
+import numpy as np
+
+from xpnet.backends import is_floating, namespace_of
+
+#: Added to the root in AdaGrad, RMSprop and Adam so an all-zero history does not divide by zero.
+EPS = 1e-7
 
 
 class SGDState(NamedTuple):
-    count: Any  # int32 array scalar: number of steps taken
+    count: Any  # int32 0-d array: number of steps taken
+    hyper: Any  # dict name -> 0-d float array
+
+
+class MomentumState(NamedTuple):
+    count: Any
+    hyper: Any
+    velocity: Any  # dict like params
+
+
+class NesterovState(NamedTuple):
+    count: Any
+    hyper: Any
+    velocity: Any
+
+
+class AdaGradState(NamedTuple):
+    count: Any
+    hyper: Any
+    h: Any  # sum of squared gradients
+
+
+class RMSpropState(NamedTuple):
+    count: Any
+    hyper: Any
+    h: Any  # moving average of squared gradients
+
+
+class AdamState(NamedTuple):
+    count: Any
+    hyper: Any
+    m: Any  # moving average of gradients
+    v: Any  # moving average of squared gradients
 
 
 class Optimizer:
-    """Shared plumbing: the book's eager `update` on top of a subclass's pure `init`/`apply`."""
+    """Shared plumbing: hyperparameters, state building, the parameter loop and the eager `update`.
 
-    def __init__(self):
+    A subclass names its `State` (whose fields after `count` and `hyper` are the slots, zeros at
+    the start) and writes `_step`, the update of one parameter.
+    """
+
+    State = SGDState
+
+    def __init__(self, **hyperparameters):
+        for name, value in hyperparameters.items():
+            if np.ndim(value) != 0:
+                raise ValueError(f"hyperparameter {name} must be a scalar, got shape {np.shape(value)}")
+            setattr(self, name, value)
+        self._hyper_names = tuple(hyperparameters)
         self._eager_state = None
 
+    @property
+    def hyperparameters(self):
+        """Name -> current value, read from the attributes (the book sets e.g. `opt.lr` directly)."""
+        return {name: getattr(self, name) for name in self._hyper_names}
+
     def init(self, params):
-        raise NotImplementedError
+        """The state before the first step: count 0, the constructor's hyperparameters, zero slots."""
+        values = list(params.values())
+        xp = namespace_of(values[0]) if values else np
+        dtype = np.result_type(*(p.dtype for p in values)) if values else np.float64
+        if not is_floating(dtype):
+            dtype = np.result_type(dtype, np.float32)
+        hyper = {name: xp.asarray(value, dtype=dtype) for name, value in self.hyperparameters.items()}
+        slots = {slot: {name: namespace_of(p).zeros_like(p) for name, p in params.items()}
+                 for slot in self.State._fields[2:]}
+        return self.State(count=xp.zeros((), dtype=xp.int32), hyper=hyper, **slots)
+
+    def with_hyper(self, state, **values):
+        """`state` with some hyperparameters replaced, keeping their dtype (and so a jitted step)."""
+        hyper = dict(state.hyper)
+        for name, value in values.items():
+            if name not in hyper:
+                raise ValueError(f"{type(self).__name__} has no hyperparameter {name!r}; "
+                                 f"it has {', '.join(hyper)}")
+            old = hyper[name]
+            new = namespace_of(old).asarray(value, dtype=old.dtype)
+            if new.shape != old.shape:
+                raise ValueError(f"hyperparameter {name} must be a scalar, got shape {new.shape}")
+            hyper[name] = new
+        return state._replace(hyper=hyper)
 
     def apply(self, params, grads, state):
+        """One step for every parameter: (new params, new state); the inputs are left unchanged."""
+        count = namespace_of(state.count).asarray(state.count + 1)  # stays a 0-d array on NumPy
+        slot_names = self.State._fields[2:]
+        new_params, new_slots = {}, {slot: {} for slot in slot_names}
+        for name, p in params.items():
+            xp = namespace_of(p)
+            # Cast every hyperparameter to the parameter's dtype: float64 ones (NumPy scalars,
+            # arrays, JAX x64) would otherwise silently promote a float32 model.
+            hyper = {k: xp.asarray(v, dtype=p.dtype) for k, v in state.hyper.items()}
+            slots = {slot: getattr(state, slot)[name] for slot in slot_names}
+            step = xp.asarray(count, dtype=p.dtype)
+            new_params[name], updated = self._step(xp, p, _grad_for(grads, name), slots, hyper, step)
+            for slot in slot_names:
+                new_slots[slot][name] = updated[slot]
+        return new_params, state._replace(count=count, **new_slots)
+
+    def _step(self, xp, w, g, slots, hyper, t):
+        """(new w, new slots) for one parameter `w` with gradient `g` at step `t` (1 for the first)."""
         raise NotImplementedError
 
     def update(self, params, grads):
-        """The book's API: replace each `params[key]` by its updated array (in the dict, not in place)."""
-        if self._eager_state is None:
-            self._eager_state = self.init(params)
-        new_params, self._eager_state = self.apply(params, grads, self._eager_state)
+        """The book's API: replace each `params[key]` by its updated array (in the dict, not in place).
+
+        The hyperparameters are read from the attributes on every call, so `opt.lr = ...` between
+        calls takes effect as in the book.
+        """
+        state = self.init(params) if self._eager_state is None else self._eager_state
+        state = self.with_hyper(state, **self.hyperparameters)
+        new_params, self._eager_state = self.apply(params, grads, state)
         params.update(new_params)
 
+    def __repr__(self):
+        values = ", ".join(f"{name}={_show(value)}" for name, value in self.hyperparameters.items())
+        return f"{type(self).__name__}({values})"
 
-def _step_count(params):
-    xp = namespace_of(next(iter(params.values())))
-    return xp.zeros((), dtype=xp.int32)
+
+def _show(value):
+    try:
+        return repr(float(value))
+    except TypeError:  # e.g. a JAX tracer
+        return repr(value)
 
 
 def _grad_for(grads, name):
@@ -49,23 +159,109 @@ def _grad_for(grads, name):
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent: W ← W - lr·∂L/∂W."""
+    """Stochastic gradient descent: W ← W - lr·g."""
+
+    State = SGDState
 
     def __init__(self, lr=0.01):
-        super().__init__()
-        self.lr = lr
+        super().__init__(lr=lr)
 
-    def init(self, params):
-        return SGDState(count=_step_count(params))
+    def _step(self, xp, w, g, slots, hyper, t):
+        return w - hyper["lr"] * g, {}
 
-    def apply(self, params, grads, state):
-        new_params = {}
-        for name, p in params.items():
-            xp = namespace_of(p)
-            # A float64 lr (a NumPy scalar or array) would silently promote float32 params.
-            lr = xp.asarray(self.lr, dtype=p.dtype)
-            new_params[name] = p - lr * _grad_for(grads, name)
-        return new_params, SGDState(count=state.count + 1)
 
-    def __repr__(self):
-        return f"SGD(lr={self.lr})"
+class Momentum(Optimizer):
+    """Momentum SGD: v ← momentum·v - lr·g; W ← W + v (a ball rolling downhill)."""
+
+    State = MomentumState
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr=lr, momentum=momentum)
+
+    def _step(self, xp, w, g, slots, hyper, t):
+        v = hyper["momentum"] * slots["velocity"] - hyper["lr"] * g
+        return w + v, {"velocity": v}
+
+
+class Nesterov(Optimizer):
+    """Nesterov's accelerated gradient in the book's form (momentum applied to the updated v)."""
+
+    State = NesterovState
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr=lr, momentum=momentum)
+
+    def _step(self, xp, w, g, slots, hyper, t):
+        mu, lr = hyper["momentum"], hyper["lr"]
+        v = mu * slots["velocity"] - lr * g
+        return w + mu * mu * v - (1 + mu) * lr * g, {"velocity": v}
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad: h ← h + g²; W ← W - lr·g/(√h + eps), a learning rate decaying per element."""
+
+    State = AdaGradState
+
+    def __init__(self, lr=0.01):
+        super().__init__(lr=lr)
+
+    def _step(self, xp, w, g, slots, hyper, t):
+        h = slots["h"] + g * g
+        return w - hyper["lr"] * g / (xp.sqrt(h) + EPS), {"h": h}
+
+
+class RMSprop(Optimizer):
+    """RMSprop: AdaGrad with a moving average, h ← ρ·h + (1-ρ)·g², so old gradients fade."""
+
+    State = RMSpropState
+
+    def __init__(self, lr=0.01, decay_rate=0.99):
+        super().__init__(lr=lr, decay_rate=decay_rate)
+
+    def _step(self, xp, w, g, slots, hyper, t):
+        rho = hyper["decay_rate"]
+        h = rho * slots["h"] + (1 - rho) * g * g
+        return w - hyper["lr"] * g / (xp.sqrt(h) + EPS), {"h": h}
+
+
+class Adam(Optimizer):
+    """Adam: moving averages m of g and v of g², with the book's bias correction folded into lr_t."""
+
+    State = AdamState
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+        super().__init__(lr=lr, beta1=beta1, beta2=beta2)
+
+    def _step(self, xp, w, g, slots, hyper, t):
+        b1, b2 = hyper["beta1"], hyper["beta2"]
+        lr_t = hyper["lr"] * xp.sqrt(1 - b2**t) / (1 - b1**t)
+        m = slots["m"] + (1 - b1) * (g - slots["m"])
+        v = slots["v"] + (1 - b2) * (g * g - slots["v"])
+        return w - lr_t * m / (xp.sqrt(v) + EPS), {"m": m, "v": v}
+
+
+#: Lower-case name -> optimizer class, the names of the book's `Trainer`.
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
+              "rmsprop": RMSprop, "adam": Adam}
+#: Other accepted names: the book's `Trainer` spells RMSprop "rmsprpo".
+ALIASES = {"rmsprpo": "rmsprop"}
+
+
+def make_optimizer(name, **hyperparameters):
+    """The optimizer called `name` (any case, see OPTIMIZERS) built with `hyperparameters`."""
+    key = str(name).strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    cls = OPTIMIZERS[key]
+    accepted = inspect.signature(cls).parameters
+    unknown = [h for h in hyperparameters if h not in accepted]
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no hyperparameter {', '.join(map(repr, unknown))}; "
+                        f"it takes {', '.join(accepted)}")
+    return cls(**hyperparameters)
+
+
+__all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
+           "SGDState", "MomentumState", "NesterovState", "AdaGradState", "RMSpropState", "AdamState",
+           "OPTIMIZERS", "ALIASES", "make_optimizer"]
