@@ -3,7 +3,16 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_close
-from xpnet.nn import Affine, Relu, Sigmoid, SoftmaxWithLoss, numerical_gradient
+from xpnet.nn import (
+    Affine,
+    BatchNormalization,
+    Dropout,
+    Relu,
+    Sigmoid,
+    SoftmaxWithLoss,
+    numerical_gradient,
+)
+from xpnet.nn.layers import Context
 
 #: Central differences with h = 1e-4 in float64 are accurate to about h² times the third derivative.
 GRAD_TOL = 1e-7
@@ -103,3 +112,93 @@ def test_softmax_with_loss_backprop_matches_numerical_gradient(backend, one_hot)
     # Backprop's (y - t)/N is the gradient of -log(y), while the loss is -log(y + 1e-7): the two
     # differ by about 1e-7/y, a few times 1e-7 for these scores.
     assert_close(dx, expected, atol=1e-6, rtol=0)
+
+
+def _batchnorm(backend, dtype="float64"):
+    layer = BatchNormalization("g", "b", "mean", "var", momentum=0.9)
+    params = {"g": backend.asarray([2.0, 0.5, 1.0], dtype), "b": backend.asarray([0.0, 1.0, -1.0], dtype)}
+    return layer, params
+
+
+def test_batchnorm_training_uses_the_batch_and_updates_the_running_values(backend, dtype):
+    layer, params = _batchnorm(backend, dtype)
+    host = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 0.0], [5.0, 8.0, 3.0], [7.0, 4.0, 2.0]])
+    x = backend.asarray(host, dtype)
+    state = layer.init_state(params)
+    assert_close(state["mean"], np.zeros(3), dtype) and set(state) == {"mean", "var"}
+    y, _, updates = layer.forward(params, x, Context(train=True, state=state))
+    mean, var = host.mean(axis=0), host.var(axis=0)
+    expected = [2.0, 0.5, 1.0] * (host - mean) / np.sqrt(var + 1e-6) + [0.0, 1.0, -1.0]
+    assert_close(y, expected, dtype, rtol=1e-5 if dtype == "float32" else 1e-12)
+    assert_close(updates["mean"], 0.1 * mean, dtype)          # 0.9 · 0 + 0.1 · batch mean
+    assert_close(updates["var"], 0.1 * var, dtype)
+    assert y.dtype == np.dtype(dtype) and updates["var"].dtype == np.dtype(dtype)
+
+
+def test_batchnorm_inference_uses_the_running_values(backend):
+    layer, params = _batchnorm(backend)
+    state = {"mean": backend.asarray([1.0, 2.0, 3.0], "float64"), "var": backend.asarray([4.0, 1.0, 0.25], "float64")}
+    x = backend.asarray([[3.0, 2.0, 3.5]], "float64")  # one sample: batch statistics would be useless
+    y, _, updates = layer.forward(params, x, Context(train=False, state=state))
+    expected = [2.0, 0.5, 1.0] * (np.array([2.0, 0.0, 0.5]) / np.sqrt([4.0, 1.0, 0.25] + np.array(1e-6))) + [0, 1, -1]
+    assert_close(y, [expected])
+    assert updates == {}
+    with pytest.raises(ValueError, match="needs 'mean' in the state"):
+        layer.forward(params, x, Context(train=False, state=None))
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "inference"])
+def test_batchnorm_backprop_matches_numerical_gradient(backend, train):
+    layer, params = _batchnorm(backend)
+    x = _random(backend, (5, 3), 6)
+    state = {"mean": _random(backend, (3,), 7), "var": backend.asarray([0.5, 1.0, 2.0], "float64")}
+    ctx = Context(train=train, state=state)
+    y, cache, _ = layer.forward(params, x, ctx)
+    weights = _random(backend, y.shape, 8)
+
+    def loss_of(name):
+        def f(value):
+            if name == "x":
+                return (weights * layer.forward(params, value, ctx)[0]).sum()
+            return (weights * layer.forward({**params, name: value}, x, ctx)[0]).sum()
+        return f
+
+    dx, grads = layer.backward(params, cache, weights)
+    assert set(grads) == {"g", "b"}
+    assert_close(dx, numerical_gradient(loss_of("x"), x), atol=GRAD_TOL, rtol=0)
+    for name, grad in grads.items():
+        assert_close(grad, numerical_gradient(loss_of(name), params[name]), atol=GRAD_TOL, rtol=0)
+
+
+def test_dropout_keeps_one_minus_ratio_and_scales_at_test_time(backend, dtype):
+    x = backend.asarray(np.ones((200, 100)), dtype)
+    layer = Dropout(0.3)
+    y, mask, _ = layer.forward({}, x, Context(train=True, key=backend.key(0)))
+    kept = float((backend.to_numpy(y) != 0).mean())
+    assert kept == pytest.approx(0.7, abs=0.01)                         # 20,000 draws
+    assert set(np.unique(backend.to_numpy(y))) <= {0.0, 1.0}             # the book: no scaling in training
+    y2, _, _ = layer.forward({}, x, Context(train=True, key=backend.key(0)))
+    assert_close(y2, y, dtype)                                           # same key, same mask
+    y3, _, _ = layer.forward({}, x, Context(train=True, key=backend.key(1)))
+    assert not np.array_equal(backend.to_numpy(y3), backend.to_numpy(y))
+    test_y, _, _ = layer.forward({}, x, Context(train=False))
+    assert_close(test_y, np.full((200, 100), 0.7), dtype)                # expected value kept
+    dx, _ = layer.backward({}, mask, backend.asarray(np.full((200, 100), 2.0), dtype))
+    assert_close(dx, 2.0 * (backend.to_numpy(y) != 0), dtype)
+    assert y.dtype == np.dtype(dtype)
+
+
+def test_inverted_dropout_scales_in_training(backend):
+    x = backend.asarray(np.ones((100, 100)), "float32")
+    layer = Dropout(0.5, inverted=True)
+    y, _, _ = layer.forward({}, x, Context(train=True, key=backend.key(3)))
+    assert set(np.unique(backend.to_numpy(y))) == {0.0, 2.0}
+    assert float(backend.to_numpy(y).mean()) == pytest.approx(1.0, abs=0.03)
+    assert_close(layer.forward({}, x, Context(train=False))[0], np.ones((100, 100)), "float32")
+
+
+def test_dropout_errors():
+    with pytest.raises(ValueError, match=r"dropout ratio must be in \[0, 1\)"):
+        Dropout(1.0)
+    with pytest.raises(ValueError, match="needs a random key"):
+        Dropout(0.5).forward({}, np.ones((2, 2)), Context(train=True))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_close
-from xpnet.nn import SGD, MultiLayerNet, TwoLayerNet
+from xpnet.nn import SGD, MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
 #: Backprop differentiates -log(y), the loss is -log(y + 1e-7): they differ by about 1e-7/y.
 GRAD_TOL = 1e-6
@@ -82,24 +82,6 @@ def test_sgd_update_the_books_way_reduces_the_loss(backend, dtype):
     assert all(p.dtype == np.dtype(dtype) for p in net.params.values())
 
 
-def test_sgd_pure_apply_keeps_dtype_and_counts_steps(backend):
-    params = {"W": backend.asarray(np.ones((2, 2)), "float32")}
-    grads = {"W": backend.asarray(np.full((2, 2), 0.5), "float32")}
-    optimizer = SGD(lr=np.float64(0.1))  # a float64 scalar must not promote float32 params
-    state = optimizer.init(params)
-    new_params, state = optimizer.apply(params, grads, state)
-    new_params, state = optimizer.apply(new_params, grads, state)
-    assert new_params["W"].dtype == np.float32
-    assert_close(new_params["W"], np.full((2, 2), 0.9), "float32")
-    assert int(state.count) == 2
-    assert_close(params["W"], np.ones((2, 2)), "float32")  # pure: the input is unchanged
-
-
-def test_sgd_names_a_missing_gradient():
-    with pytest.raises(KeyError, match="'b'"):
-        SGD().update({"W": np.ones(2), "b": np.ones(2)}, {"W": np.ones(2)})
-
-
 def test_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation 'tanh'"):
         TwoLayerNet(4, 3, 2, activation="tanh")
@@ -157,3 +139,43 @@ def test_weight_decay_adds_half_lambda_w_squared_to_the_loss(backend, dtype):
     grads, plain_grads = decayed.gradient(x, t), plain.gradient(x, t)
     assert_close(grads["W1"], backend.to_numpy(plain_grads["W1"]) + 0.2 * w[0], dtype)
     assert_close(grads["b1"], plain_grads["b1"], dtype)  # biases are not decayed
+
+
+@pytest.mark.parametrize("use_batchnorm, use_dropout", [(True, False), (False, True), (True, True)],
+                         ids=["batchnorm", "dropout", "both"])
+def test_multi_layer_net_extend_backprop_matches_numerical(backend, use_batchnorm, use_dropout):
+    """A fixed key gives backprop and every perturbed loss the same Dropout mask."""
+    from xpnet.nn.numerical import model_numerical_gradient
+
+    x, t = small_batch(n=8)
+    net = MultiLayerNetExtend(8, [6, 5], 4, activation="sigmoid", weight_init_std=0.5,
+                              weight_decay_lambda=0.1, use_batchnorm=use_batchnorm,
+                              use_dropout=use_dropout, dropout_ratio=0.3, backend=backend, seed=2,
+                              dtype="float64")
+    xd, td = net.to_device(x, t)
+    key = net.next_key()
+    _, backprop = net.model.loss_and_grad(net.params, xd, td, net.state, key)
+    numerical = model_numerical_gradient(net.model, net.params, xd, td, net.state, key)
+    assert set(backprop) == set(numerical) == set(net.params)
+    for name in net.params:
+        assert_close(backprop[name], numerical[name], atol=GRAD_TOL, rtol=0)
+
+
+def test_multi_layer_net_extend_follows_the_book(backend):
+    x, t = small_batch(n=20)
+    net = MultiLayerNetExtend(8, [6, 5], 4, use_batchnorm=True, use_dropout=True, dropout_ration=0.25,
+                              backend=backend, seed=0, dtype="float64")
+    assert list(net.params) == ["W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2", "beta2"]
+    assert net.dropout_ratio == 0.25 and net.use_batchnorm and net.use_dropout
+    assert [type(layer).__name__ for layer in net.model.layers[:4]] == [
+        "Affine", "BatchNormalization", "Relu", "Dropout"]
+    assert sorted(net.state) == ["running_mean1", "running_mean2", "running_var1", "running_var2"]
+    assert not any(backend.to_numpy(v).any() for v in net.state.values())  # the book starts at 0
+    # inference is deterministic; a training-mode pass draws a new mask and moves the running values
+    assert_close(net.predict(x), net.predict(x))
+    net.gradient(x, t)
+    assert backend.to_numpy(net.state["running_var1"]).min() > 0
+    a, b = net.predict(x, train_flg=True), net.predict(x, train_flg=True)
+    assert not np.allclose(backend.to_numpy(a), backend.to_numpy(b))
+    assert float(net.loss(x, t)) > 0 and 0 <= net.accuracy(x, t) <= 1
+    assert MultiLayerNetExtend(8, [6], 4, use_dropout=True, dropout_ratio=0.1).dropout_ratio == 0.1

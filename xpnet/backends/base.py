@@ -30,6 +30,11 @@ class Backend:
         """Compile `fn` where the backend can (JAX); elsewhere run it eagerly as it is."""
         return fn
 
+    def compile(self, jitted, *args):
+        """`jitted` (from `jit`) compiled ahead of time for arguments like `args`, without running
+        it, so compile time can be measured apart; elsewhere `jitted` itself."""
+        return jitted
+
     def sync(self, tree):
         """Wait until every array in `tree` is computed, so a clock stopped after it is honest."""
         return tree
@@ -39,6 +44,33 @@ class Backend:
         out = self.xp.array(target, copy=True)
         np.add.at(out, indices, values)
         return out
+
+    def scan(self, fn, carry, length):
+        """carry, ys = fn(carry, i) for i in 0..length-1; returns the last carry and the stacked ys.
+
+        A Python loop here; `jax.lax.scan` on JAX, so a whole epoch compiles into one program.
+        """
+        ys = []
+        for i in range(length):
+            carry, y = fn(carry, i)
+            ys.append(y)
+        return carry, self.xp.stack(ys)
+
+    # Randomness from explicit keys, so a compiled step is pure and a run can be replayed
+    # exactly: a key is a uint32 array of 2 words (JAX's raw key format) on every backend.
+
+    def key(self, seed):
+        """The key of an integer seed."""
+        return np.random.SeedSequence(int(seed)).generate_state(2)
+
+    def fold_in(self, key, data):
+        """A new key from `key` and an integer (a step number, a layer index)."""
+        return np.random.SeedSequence([*np.asarray(key).tolist(), int(data)]).generate_state(2)
+
+    def uniform(self, key, shape, dtype):
+        """Uniform random numbers in [0, 1) of `shape` and `dtype`, determined by `key`."""
+        generator = np.random.default_rng(np.random.SeedSequence(np.asarray(key).tolist()))
+        return self.asarray(generator.random(shape, dtype=np.dtype(dtype)))
 
     def devices(self):
         """Human-readable names of the devices this backend computes on."""

@@ -30,6 +30,10 @@ class CupyBackend(Backend):
         cupyx.scatter_add(out, indices, values)
         return out
 
+    def uniform(self, key, shape, dtype):
+        seed = int(np.random.SeedSequence(np.asarray(key).tolist()).generate_state(1, np.uint64)[0])
+        return self._cupy.random.default_rng(seed).random(shape, dtype=np.dtype(dtype))
+
     def devices(self):
         runtime = self._cupy.cuda.runtime
         names = []

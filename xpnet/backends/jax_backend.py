@@ -33,6 +33,9 @@ class JaxBackend(Backend):
     def jit(self, fn, **options):
         return self._jax.jit(fn, **options)
 
+    def compile(self, jitted, *args):
+        return jitted.lower(*args).compile()
+
     def sync(self, tree):
         return self._jax.block_until_ready(tree)
 
@@ -42,6 +45,18 @@ class JaxBackend(Backend):
     def vmap(self, fn, in_axes=0):
         """`fn` mapped over a leading axis of its arguments (None: not mapped), vectorized."""
         return self._jax.vmap(fn, in_axes=in_axes)
+
+    def scan(self, fn, carry, length):
+        return self._jax.lax.scan(fn, carry, self.xp.arange(length))
+
+    def key(self, seed):
+        return self._jax.random.PRNGKey(int(seed))
+
+    def fold_in(self, key, data):
+        return self._jax.random.fold_in(key, data)
+
+    def uniform(self, key, shape, dtype):
+        return self._jax.random.uniform(key, shape, dtype=dtype)
 
     def devices(self):
         return [f"{d.platform}:{d.id} ({d.device_kind})" for d in self._jax.devices()]

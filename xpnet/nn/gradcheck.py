@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from xpnet.nn.gradient import H
+from xpnet.nn.numerical import model_numerical_gradient
 
 #: Relative tolerance per dtype. float64: central differences with h = 1e-4 are exact to about
 #: h² ≈ 1e-8 relative on smooth nets, and backprop differentiates −log y where the loss is
@@ -47,17 +48,18 @@ def gradient_check(net, x, t, tolerance=None, repeat=3):
     Each method is called once to compile (JAX) and then timed `repeat` times, the device synced;
     `seconds` holds the median. `tolerance` defaults to TOLERANCES for the net's dtype.
     """
-    backend = net.backend
+    backend, model = net.backend, net.model
     x, t = net.to_device(x, t)
-    params = net.params
+    params, state, key = net.params, net.state, net.next_key()  # one Dropout mask for all methods
+    backprop = backend.jit(lambda p, x, t: model.loss_and_grad(p, x, t, state, key)[1])
     methods = {
-        "backprop": _grads_only(backend.jit(net.model.loss_and_grad)),
-        "numerical": lambda p, x, t: net.numerical_gradient(x, t),
+        "backprop": backprop,
+        "numerical": lambda p, x, t: model_numerical_gradient(model, p, x, t, state, key),
     }
     if backend.name == "jax":
         import jax
 
-        methods["jax.grad"] = jax.jit(jax.grad(net.model.loss))
+        methods["jax.grad"] = jax.jit(jax.grad(lambda p, x, t: model.loss(p, x, t, True, state, key)))
     grads, seconds = {}, {}
     for method, gradient in methods.items():
         grads[method] = backend.sync(gradient(params, x, t))
@@ -71,7 +73,7 @@ def gradient_check(net, x, t, tolerance=None, repeat=3):
     dtype = np.dtype(net.dtype)
     if tolerance is None:
         tolerance = TOLERANCES[dtype.name]
-    loss = float(net.model.loss(params, x, t))
+    loss = float(model.loss(params, x, t, True, state, key))
     rounding = float(np.finfo(dtype).eps) * max(abs(loss), 1.0) / (2 * H)
     reference = {name: backend.to_numpy(g) for name, g in grads.pop("backprop").items()}
     errors = []
@@ -82,7 +84,3 @@ def gradient_check(net, x, t, tolerance=None, repeat=3):
             errors.append(GradientError(name, method, max_abs, max_abs / scale if scale > 0 else max_abs,
                                         max_abs <= tolerance * scale + rounding))
     return GradCheckResult(errors, seconds, tolerance, rounding)
-
-
-def _grads_only(loss_and_grad):
-    return lambda params, x, t: loss_and_grad(params, x, t)[1]

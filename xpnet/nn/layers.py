@@ -6,8 +6,21 @@ the current arrays from `params` and returns `(y, cache)`; `backward(params, cac
 same layer object serves NumPy eagerly and JAX under `jax.jit`, and replacing `params["W1"]` can
 never leave a layer computing with a stale array.
 """
-from xpnet.backends import namespace_of
+from typing import Any, NamedTuple
+
+from xpnet.backends import backend_of, namespace_of
 from xpnet.nn.functions import cross_entropy_error, one_hot, sigmoid, softmax
+
+
+class Context(NamedTuple):
+    """What the chapter-6 layers need besides params: the mode, their state, randomness.
+
+    Layers with `contextual = True` (BatchNormalization, Dropout) are called as
+    `forward(params, x, ctx)` and return `(y, cache, state_updates)`; the others ignore it.
+    """
+    train: bool = False  # the book's train_flg
+    state: Any = None    # dict of non-trained arrays (BatchNorm's running mean and variance)
+    key: Any = None      # random key of this layer for this step (Dropout's mask)
 
 
 class Affine:
@@ -85,6 +98,105 @@ class SoftmaxWithLoss:
 
     def __repr__(self):
         return "SoftmaxWithLoss()"
+
+
+class BatchNormalization:
+    """Normalise each feature over the batch, then scale by gamma and shift by beta (Ioffe & Szegedy).
+
+    Training uses the batch's mean and variance and returns the updated running values
+    (momentum · running + (1 − momentum) · batch) as state; inference uses the running values.
+    As in the book, the running mean and variance start at 0 and eps is 1e-6 (inside the root).
+    Inputs of shape (N, ...) are normalised per feature of the flattened (N, D) view.
+    """
+
+    contextual = True
+    EPS = 1e-6
+
+    def __init__(self, gamma, beta, running_mean, running_var, momentum=0.9):
+        self.gamma, self.beta = gamma, beta
+        self.running_mean, self.running_var = running_mean, running_var
+        self.momentum = float(momentum)
+
+    def init_state(self, params):
+        xp = namespace_of(params[self.gamma])
+        zeros = xp.zeros_like(params[self.gamma])
+        return {self.running_mean: zeros, self.running_var: zeros}
+
+    def forward(self, params, x, ctx):
+        xp = namespace_of(x)
+        x2 = x.reshape(x.shape[0], -1)
+        updates = {}
+        if ctx.train:
+            mean = xp.mean(x2, axis=0)
+            centred = x2 - mean
+            var = xp.mean(centred ** 2, axis=0)
+            m = self.momentum
+            updates = {self.running_mean: m * self._running(ctx, self.running_mean) + (1 - m) * mean,
+                       self.running_var: m * self._running(ctx, self.running_var) + (1 - m) * var}
+        else:
+            centred = x2 - self._running(ctx, self.running_mean)
+            var = self._running(ctx, self.running_var)
+        std = xp.sqrt(var + self.EPS)
+        normalised = centred / std
+        y = params[self.gamma] * normalised + params[self.beta]
+        return y.reshape(x.shape), (normalised, std, ctx.train, x.shape), updates
+
+    def backward(self, params, cache, dout):
+        normalised, std, batch_stats, x_shape = cache
+        dout = dout.reshape(dout.shape[0], -1)
+        grads = {self.gamma: (normalised * dout).sum(axis=0), self.beta: dout.sum(axis=0)}
+        dnorm = params[self.gamma] * dout
+        if batch_stats:  # mean and variance depend on every sample of the batch
+            dx = (dnorm - dnorm.mean(axis=0) - normalised * (dnorm * normalised).mean(axis=0)) / std
+        else:
+            dx = dnorm / std
+        return dx.reshape(x_shape), grads
+
+    def _running(self, ctx, name):
+        if ctx.state is None or name not in ctx.state:
+            raise ValueError(f"BatchNormalization needs {name!r} in the state: pass "
+                             "state=model.init_state(params) (or the state training returned)")
+        return ctx.state[name]
+
+    def __repr__(self):
+        return f"BatchNormalization({self.gamma!r}, {self.beta!r}, momentum={self.momentum})"
+
+
+class Dropout:
+    """Zero each input with probability `ratio` in training; the book scales by 1 − ratio at test.
+
+    `inverted=True` is the modern convention instead: scale the kept inputs by 1/(1 − ratio) in
+    training and pass everything through at test. The mask comes from `ctx.key`.
+    """
+
+    contextual = True
+
+    def __init__(self, ratio=0.5, inverted=False):
+        if not 0 <= ratio < 1:
+            raise ValueError(f"dropout ratio must be in [0, 1), got {ratio}")
+        self.ratio, self.inverted = float(ratio), inverted
+
+    def init_state(self, params):
+        return {}
+
+    def forward(self, params, x, ctx):
+        if not ctx.train:
+            return (x if self.inverted else x * (1.0 - self.ratio)), None, {}
+        if ctx.key is None:
+            raise ValueError("Dropout in training mode needs a random key (key=...)")
+        keep = backend_of(x).uniform(ctx.key, x.shape, x.dtype) > self.ratio  # as the book
+        scale = 1.0 / (1.0 - self.ratio) if self.inverted else 1.0
+        mask = keep * namespace_of(x).asarray(scale, dtype=x.dtype)
+        return x * mask, mask, {}
+
+    def backward(self, params, cache, dout):
+        mask = cache
+        if mask is None:  # inference mode
+            return (dout if self.inverted else dout * (1.0 - self.ratio)), {}
+        return dout * mask, {}
+
+    def __repr__(self):
+        return f"Dropout({self.ratio}{', inverted=True' if self.inverted else ''})"
 
 
 #: Activation layers by the names the book's models accept.

@@ -1,32 +1,47 @@
 """The book's networks: thin, stateful façades over the pure `Sequential` core."""
+import numpy as np
+
 from xpnet.backends import get_backend, is_floating
 from xpnet.nn.init import affine_params, host_rng
-from xpnet.nn.layers import Affine, SoftmaxWithLoss, activation_layer
+from xpnet.nn.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss, activation_layer
 from xpnet.nn.network import Sequential
-from xpnet.nn.numerical import DEFAULT_CHUNK_BYTES, structured_numerical_gradient
+from xpnet.nn.numerical import DEFAULT_CHUNK_BYTES, model_numerical_gradient
 
 
 class Net:
     """What the book's nets share: `params` (W1, b1, …) as the single source of truth.
 
     Replace or update entries of `params` (`optimizer.update(net.params, grads)`) and every
-    method computes with the current arrays. `model` is the pure core
-    (`model.loss_and_grad(params, x, t)`) that training code compiles. Initial weights come from
-    a host NumPy generator, so one `seed` gives the same params on every backend.
+    method computes with the current arrays. `state` holds BatchNorm's running statistics (empty
+    without BatchNorm); like the book's layers, every training-mode forward pass updates it.
+    `model` is the pure core (`model.loss_and_grad(params, x, t)`) that training code compiles.
+    Initial weights come from a host NumPy generator, so one `seed` gives the same params on
+    every backend; Dropout masks come from keys drawn from the same seed.
     """
 
-    def __init__(self, sizes, activation, weight_init_std, weight_decay_lambda, backend, seed, dtype):
+    def __init__(self, sizes, activation, weight_init_std, weight_decay_lambda, backend, seed, dtype,
+                 batchnorm=False, dropout_ratio=None, inverted_dropout=False):
         self.backend = get_backend(backend)
         self.dtype = dtype
         self.input_size, self.output_size = sizes[0], sizes[-1]
+        rng = host_rng(seed)
+        host = affine_params(rng, sizes, weight_init_std)
         layers = []
         for i in range(1, len(sizes)):
             layers.append(Affine(f"W{i}", f"b{i}"))
-            if i < len(sizes) - 1:
-                layers.append(activation_layer(activation))
+            if i == len(sizes) - 1:
+                break
+            if batchnorm:
+                host[f"gamma{i}"], host[f"beta{i}"] = np.ones(sizes[i]), np.zeros(sizes[i])
+                layers.append(BatchNormalization(f"gamma{i}", f"beta{i}", f"running_mean{i}",
+                                                 f"running_var{i}"))
+            layers.append(activation_layer(activation))
+            if dropout_ratio is not None:
+                layers.append(Dropout(dropout_ratio, inverted=inverted_dropout))
         self.model = Sequential(layers, SoftmaxWithLoss(), weight_decay=weight_decay_lambda)
-        host = affine_params(host_rng(seed), sizes, weight_init_std)
         self.params = {name: self.backend.asarray(value, dtype) for name, value in host.items()}
+        self.state = self.model.init_state(self.params)
+        self._keys = np.random.default_rng(rng.integers(2**63))  # seeds of training-mode keys
 
     def to_device(self, x, t=None):
         """Host or device inputs as arrays of this net's backend: x (and float t) in the net's dtype."""
@@ -36,31 +51,47 @@ class Net:
         t = self.backend.asarray(t)
         return x, (self.backend.asarray(t, self.dtype) if is_floating(t.dtype) else t)
 
-    def predict(self, x):
-        return self.model.predict(self.params, self.to_device(x))
+    def next_key(self):
+        """A fresh random key for one training-mode pass (its Dropout masks)."""
+        return self.backend.key(self._keys.integers(2**31))
 
-    def loss(self, x, t):
-        return self.model.loss(self.params, *self.to_device(x, t))
+    def predict(self, x, train_flg=False):
+        x = self.to_device(x)
+        if not train_flg:
+            return self.model.predict(self.params, x, False, self.state)
+        y, _, self.state = self.model.forward(self.params, x, True, self.state, self.next_key())
+        return y
+
+    def loss(self, x, t, train_flg=False):
+        x, t = self.to_device(x, t)
+        if not train_flg:
+            return self.model.loss(self.params, x, t, False, self.state)
+        y = self.predict(x, train_flg=True)
+        loss, _ = self.model.loss_layer.forward(self.params, y, t)
+        return loss + self.model.decay_loss(self.params)
 
     def accuracy(self, x, t):
-        """Fraction of samples classified right, as a Python float."""
+        """Fraction of samples classified right (inference mode), as a Python float."""
         x, t = self.to_device(x, t)
-        return float(self.model.correct_count(self.params, x, t)) / x.shape[0]
+        return float(self.model.correct_count(self.params, x, t, self.state)) / x.shape[0]
 
     def gradient(self, x, t):
-        """Gradients of the loss by backprop, keyed like `params`."""
-        _, grads = self.model.loss_and_grad(self.params, *self.to_device(x, t))
+        """Gradients of the loss by backprop (training mode), keyed like `params`."""
+        x, t = self.to_device(x, t)
+        _, grads, self.state = self.model.loss_grad_state(self.params, x, t, self.state,
+                                                          self.next_key())
         return grads
 
     def numerical_gradient(self, x, t, chunk_bytes=DEFAULT_CHUNK_BYTES):
-        """Gradients of the loss by central differences (h = 1e-4) for every parameter.
+        """Gradients of the training-mode loss by central differences (h = 1e-4), every parameter.
 
         The same numbers as the book's one-parameter-at-a-time loop, computed in bulk and only
         where each perturbation changes something (see `xpnet.nn.numerical`); `chunk_bytes`
-        bounds the memory of one bulk step.
+        bounds the memory of one bulk step. All perturbed losses share one Dropout mask.
         """
         x, t = self.to_device(x, t)
-        return structured_numerical_gradient(self.model, self.params, x, t, chunk_bytes=chunk_bytes)
+        return model_numerical_gradient(self.model, self.params, x, t, self.state, self.next_key(),
+                                        chunk_bytes=chunk_bytes)
 
 
 class TwoLayerNet(Net):
@@ -81,11 +112,32 @@ class MultiLayerNet(Net):
 
     def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
                  weight_init_std="relu", weight_decay_lambda=0.0, backend=None, seed=None,
-                 dtype="float32"):
+                 dtype="float32", **extend):
         hidden = list(hidden_size_list)
         if not hidden or any(int(size) != size or size <= 0 for size in hidden):
             raise ValueError(f"hidden_size_list must be positive integers, got {hidden_size_list!r}")
         super().__init__([input_size, *hidden, output_size], activation, weight_init_std,
-                         weight_decay_lambda, backend, seed, dtype)
+                         weight_decay_lambda, backend, seed, dtype, **extend)
         self.hidden_size_list = hidden
         self.weight_decay_lambda = weight_decay_lambda
+
+
+class MultiLayerNetExtend(MultiLayerNet):
+    """MultiLayerNet with the book's optional BatchNorm and Dropout in every hidden block:
+    Affine → BatchNormalization → activation → Dropout.
+
+    `dropout_ration` is the book's spelling; `dropout_ratio` is accepted too. `inverted_dropout`
+    switches to the modern convention (scale in training instead of at test).
+    """
+
+    def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
+                 weight_init_std="relu", weight_decay_lambda=0.0, use_dropout=False,
+                 dropout_ration=0.5, use_batchnorm=False, backend=None, seed=None, dtype="float32",
+                 dropout_ratio=None, inverted_dropout=False):
+        ratio = dropout_ration if dropout_ratio is None else dropout_ratio
+        super().__init__(input_size, hidden_size_list, output_size, activation, weight_init_std,
+                         weight_decay_lambda, backend, seed, dtype, batchnorm=use_batchnorm,
+                         dropout_ratio=ratio if use_dropout else None,
+                         inverted_dropout=inverted_dropout)
+        self.use_dropout, self.use_batchnorm = use_dropout, use_batchnorm
+        self.dropout_ratio = ratio

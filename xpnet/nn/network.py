@@ -1,5 +1,6 @@
 """A stack of layers as pure functions of `params`: the functional core the book's nets wrap."""
-from xpnet.backends import namespace_of
+from xpnet.backends import backend_of, namespace_of
+from xpnet.nn.layers import Context
 
 
 class Sequential:
@@ -7,8 +8,13 @@ class Sequential:
 
     `loss_and_grad(params, x, t)` is backprop: one forward pass keeping each layer's cache, one
     backward pass collecting `grads` keyed like `params`. It is pure, so `jax.jit` compiles it.
-    `weight_decay` (λ) adds the book's L2 penalty ½λΣW² over the weights of every layer that
-    has one (not the biases) to the loss, and λW to their gradients.
+
+    The chapter-6 extras are explicit arguments too: `train` (the book's train_flg), `state`
+    (BatchNorm's running statistics, from `init_state`; training returns the updated state) and
+    `key` (randomness for Dropout; each layer gets its own key folded in from it).
+    `weight_decay` (λ) adds the book's L2 penalty ½λΣW² over the weights of every layer that has
+    one (not the biases) to the loss, and λW to their gradients; the methods also take λ as an
+    argument (an array works), so one compiled function serves many values.
     """
 
     def __init__(self, layers, loss_layer, weight_decay=0.0):
@@ -16,52 +22,75 @@ class Sequential:
         self.loss_layer = loss_layer
         self.weight_decay = weight_decay
 
-    @property
-    def decayed_weights(self):
-        """Names of the params the weight decay applies to (empty when λ is 0)."""
-        if not self.weight_decay:
+    def init_state(self, params):
+        """The initial non-trained state of the layers that keep one (empty for most nets)."""
+        state = {}
+        for layer in self.layers:
+            if getattr(layer, "contextual", False):
+                state.update(layer.init_state(params))
+        return state
+
+    def decayed_weights(self, weight_decay=None):
+        """Names of the params the weight decay applies to (none when λ is the number 0)."""
+        lam = self.weight_decay if weight_decay is None else weight_decay
+        if isinstance(lam, (int, float)) and lam == 0:
             return []
         return [layer.weight for layer in self.layers if getattr(layer, "weight", None)]
 
-    def decay_loss(self, params):
-        """½λΣW² over `decayed_weights` (0 without weight decay)."""
-        return sum(0.5 * self._decay(params[name]) * (params[name] ** 2).sum()
-                   for name in self.decayed_weights)
-
-    def _decay(self, like):
+    def decay(self, like, weight_decay=None):
         """λ in the dtype of `like`: a float64 λ must not promote float32 params."""
-        return namespace_of(like).asarray(self.weight_decay, dtype=like.dtype)
+        lam = self.weight_decay if weight_decay is None else weight_decay
+        return namespace_of(like).asarray(lam, dtype=like.dtype)
 
-    def predict(self, params, x):
-        for layer in self.layers:
-            x, _ = layer.forward(params, x)
-        return x
+    def decay_loss(self, params, weight_decay=None):
+        """½λΣW² over `decayed_weights` (0 without weight decay)."""
+        return sum(0.5 * self.decay(params[name], weight_decay) * (params[name] ** 2).sum()
+                   for name in self.decayed_weights(weight_decay))
 
-    def loss(self, params, x, t):
-        loss, _ = self.loss_layer.forward(params, self.predict(params, x), t)
-        return loss + self.decay_loss(params)
-
-    def loss_and_grad(self, params, x, t):
-        caches = []
-        for layer in self.layers:
-            x, cache = layer.forward(params, x)
+    def forward(self, params, x, train=False, state=None, key=None):
+        """(scores, caches, new_state): every layer's output feeds the next."""
+        caches, new_state = [], dict(state or {})
+        for k, layer in enumerate(self.layers):
+            if getattr(layer, "contextual", False):
+                layer_key = None if key is None else backend_of(x).fold_in(key, k)
+                x, cache, updates = layer.forward(params, x, Context(train, state, layer_key))
+                new_state.update(updates)
+            else:
+                x, cache = layer.forward(params, x)
             caches.append(cache)
-        loss, loss_cache = self.loss_layer.forward(params, x, t)
+        return x, caches, new_state
+
+    def predict(self, params, x, train=False, state=None, key=None):
+        return self.forward(params, x, train, state, key)[0]
+
+    def loss(self, params, x, t, train=False, state=None, key=None, weight_decay=None):
+        loss, _ = self.loss_layer.forward(params, self.predict(params, x, train, state, key), t)
+        return loss + self.decay_loss(params, weight_decay)
+
+    def loss_grad_state(self, params, x, t, state=None, key=None, weight_decay=None):
+        """Backprop in training mode: (loss, grads, new_state)."""
+        scores, caches, new_state = self.forward(params, x, True, state, key)
+        loss, loss_cache = self.loss_layer.forward(params, scores, t)
         dout, grads = self.loss_layer.backward(params, loss_cache)
         for layer, cache in zip(reversed(self.layers), reversed(caches)):
             dout, layer_grads = layer.backward(params, cache, dout)
             grads.update(layer_grads)
-        for name in self.decayed_weights:
-            grads[name] = grads[name] + self._decay(params[name]) * params[name]
-        return loss + self.decay_loss(params), grads
+        for name in self.decayed_weights(weight_decay):
+            grads[name] = grads[name] + self.decay(params[name], weight_decay) * params[name]
+        return loss + self.decay_loss(params, weight_decay), grads, new_state
 
-    def correct_count(self, params, x, t):
+    def loss_and_grad(self, params, x, t, state=None, key=None, weight_decay=None):
+        """Backprop in training mode: (loss, grads); see `loss_grad_state` for the new state."""
+        loss, grads, _ = self.loss_grad_state(params, x, t, state, key, weight_decay)
+        return loss, grads
+
+    def correct_count(self, params, x, t, state=None):
         """How many samples the net classifies right (t: labels or one-hot rows); an array scalar."""
         xp = namespace_of(x)
-        predicted = xp.argmax(self.predict(params, x), axis=1)
+        predicted = xp.argmax(self.predict(params, x, False, state), axis=1)
         labels = xp.argmax(t, axis=1) if t.ndim == 2 else t
         return xp.sum(predicted == labels)
 
     def __repr__(self):
-        decay = f", weight_decay={self.weight_decay!r}" if self.weight_decay else ""
+        decay = f", weight_decay={self.weight_decay!r}" if self.decayed_weights() else ""
         return f"Sequential({self.layers!r}, {self.loss_layer!r}{decay})"

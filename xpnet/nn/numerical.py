@@ -24,7 +24,7 @@ import weakref
 
 from xpnet.backends import backend_of
 from xpnet.nn.functions import CROSS_ENTROPY_DELTA
-from xpnet.nn.gradient import H
+from xpnet.nn.gradient import H, numerical_gradient
 from xpnet.nn.layers import Affine, SoftmaxWithLoss
 
 #: Default memory budget of one chunk of perturbations (bytes of its largest intermediate).
@@ -35,6 +35,25 @@ def supports_structured_gradient(model):
     """True when `model` is Affine layers and elementwise activations followed by SoftmaxWithLoss."""
     return isinstance(model.loss_layer, SoftmaxWithLoss) and all(
         isinstance(layer, Affine) or getattr(layer, "elementwise", False) for layer in model.layers)
+
+
+def model_numerical_gradient(model, params, x, t, state=None, key=None, chunk_bytes=DEFAULT_CHUNK_BYTES):
+    """Central differences of `model.loss` in training mode (the book's `numerical_gradient`).
+
+    Structured (below) when the net is Affine layers and elementwise activations; otherwise
+    (BatchNorm, Dropout) each array goes through `numerical_gradient`: vmapped on JAX, the book's
+    loop on NumPy/CuPy. `state` and `key` stay fixed, so every perturbed loss sees the same
+    Dropout mask and starts from the same BatchNorm state.
+    """
+    if supports_structured_gradient(model):
+        return structured_numerical_gradient(model, params, x, t, chunk_bytes=chunk_bytes)
+    xp = backend_of(x).xp
+    grads = {}
+    for name, value in params.items():
+        def loss_of(array, name=name):
+            return model.loss({**params, name: array}, x, t, True, state, key)
+        grads[name] = numerical_gradient(loss_of, xp.array(value, copy=True))
+    return grads
 
 
 def structured_numerical_gradient(model, params, x, t, h=H, chunk_bytes=DEFAULT_CHUNK_BYTES):
@@ -76,8 +95,8 @@ def structured_numerical_gradient(model, params, x, t, h=H, chunk_bytes=DEFAULT_
         total = backend.scatter_add(xp.zeros((d_in + 1, d_out), dtype=x.dtype), features, per_entry)
         total = total / (2 * h * n)
         grads[layer.weight], grads[layer.bias] = total[:d_in], total[d_in]
-    for name in model.decayed_weights:  # ½λw² changes by itself when w moves
-        w, lam = params[name], model._decay(params[name])
+    for name in model.decayed_weights():  # ½λw² changes by itself when w moves
+        w, lam = params[name], model.decay(params[name])
         grads[name] = grads[name] + (0.5 * lam * (w + step) ** 2 - 0.5 * lam * (w - step) ** 2) / (2 * step)
     return {name: grads[name] for name in params}
 
