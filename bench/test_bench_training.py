@@ -9,8 +9,13 @@ import pytest
 
 from xpnet.data import load_dataset
 from xpnet.nn import SGD, TwoLayerNet
-from xpnet.nn.init import host_rng
-from xpnet.nn.training import make_train_step, run_epoch, shuffled_batches
+from xpnet.nn.training import (
+    batch_order,
+    compiled_epoch,
+    initial_train_state,
+    make_train_step,
+    run_epoch,
+)
 
 BATCH = 100
 
@@ -43,17 +48,17 @@ def test_one_epoch_two_layer_sigmoid_sgd(benchmark, backend, synthetic):
     x, t = synthetic
     net = TwoLayerNet(784, 50, 10, backend=backend, seed=0)
     optimizer = SGD(lr=0.1)
-    step = make_train_step(net.model, optimizer, backend)
+    step = make_train_step(net.model, optimizer, backend, backend.key(0))
+    # as fit runs it: one compiled program per epoch on JAX, eager steps elsewhere
+    epoch = compiled_epoch(step, backend) if backend.compiles else (
+        lambda state, x, t, order: run_epoch(step, state, x, t, order))
     x_dev, t_dev = net.to_device(x, t)
-    rng = host_rng(0)
-    order = shuffled_batches(rng, len(x), BATCH, backend)
-    state = {"params": dict(net.params), "opt": optimizer.init(net.params)}
-    backend.sync(step(state["params"], state["opt"], x_dev, t_dev, order, 0))  # compile (JAX)
+    order = batch_order(0, 1, len(x), BATCH, backend)
+    state = {"train": initial_train_state(net, optimizer)}
+    backend.sync(epoch(state["train"], x_dev, t_dev, order))  # compile (JAX) and warm up
 
     def one_epoch():
-        params, opt_state, losses = run_epoch(step, state["params"], state["opt"], x_dev, t_dev, order)
-        backend.sync(params)
-        state["params"], state["opt"] = params, opt_state
+        state["train"], losses = backend.sync(epoch(state["train"], x_dev, t_dev, order))
         return losses
 
     losses = benchmark.pedantic(one_epoch, rounds=3, iterations=1, warmup_rounds=0)

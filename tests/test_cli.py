@@ -166,3 +166,28 @@ def test_bad_model_options_are_usage_errors(args, message):
 def test_weight_decay_needs_multi_layer():
     done = run_cli("train", "--weight-decay", "0.1")
     assert done.returncode == 2 and "--weight-decay needs --model multi-layer" in done.stderr
+
+
+def test_train_with_checkpoint_and_resume_ends_where_a_straight_run_ends(tmp_path):
+    common = ["train", "--backend", "numpy", "--dataset", "mnist-5k", "--model", "multi-layer",
+              "--hidden-sizes", "50,50", "--optimizer", "adam", "--batchnorm", "--dropout", "0.2",
+              "--weight-decay", "0.01", "--no-progress"]
+    straight, resumed, ckpt = tmp_path / "straight.json", tmp_path / "resumed.json", tmp_path / "ck.npz"
+    assert main([*common, "--epochs", "2", "--json", str(straight)]) == 0
+    assert main([*common, "--epochs", "1", "--checkpoint", str(ckpt)]) == 0
+    assert main([*common, "--epochs", "2", "--checkpoint", str(ckpt), "--resume", "--json", str(resumed)]) == 0
+    a, b = json.loads(straight.read_text()), json.loads(resumed.read_text())
+    keys = ("epoch", "train_loss", "train_acc", "test_acc")
+    assert [[e[k] for k in keys] for e in a["epochs"]] == [[e[k] for k in keys] for e in b["epochs"]]
+    assert "MultiLayerNetExtend(784, [50, 50], 10, relu, init he, weight decay 0.01, BatchNorm, " \
+           "Dropout 0.2)" in a["model"]
+    # a checkpoint of another configuration is refused, and kept
+    before = ckpt.read_bytes()
+    done = run_cli(*common[:-1], "--optimizer", "sgd", "--epochs", "3", "--checkpoint", str(ckpt), "--resume")
+    assert done.returncode == 2 and "was saved by a different run: optimizer" in done.stderr
+    assert ckpt.read_bytes() == before
+
+
+def test_resume_needs_a_checkpoint_path():
+    done = run_cli("train", "--resume")
+    assert done.returncode == 2 and "--resume needs --checkpoint PATH" in done.stderr

@@ -431,3 +431,29 @@ def test_default_data_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert data.default_data_dir() == tmp_path / "home" / ".cache" / "xpnet"
+
+
+def test_shuffle_dataset_keeps_pairs_together():
+    from xpnet.data import shuffle_dataset
+
+    x = np.arange(20).reshape(10, 2)
+    t = np.arange(10) * 10
+    xs, ts = shuffle_dataset(x, t, seed=0)
+    assert not np.array_equal(ts, t) and sorted(ts) == sorted(t)
+    np.testing.assert_array_equal(xs[:, 0] * 5, ts)  # row i still belongs to label i
+    np.testing.assert_array_equal(shuffle_dataset(x, t, seed=0)[1], ts)
+    with pytest.raises(ValueError, match="x has 10 samples but t has 9"):
+        shuffle_dataset(x, t[:9])
+
+
+def test_validation_split_holds_out_a_fifth_of_the_shuffled_training_set():
+    from xpnet.data import validation_split
+
+    x, t = np.arange(500.0).reshape(500, 1), np.arange(500)
+    (x_train, t_train), (x_val, t_val) = validation_split(x, t, seed=3)
+    assert len(x_val) == 100 and len(x_train) == 400
+    assert sorted(np.concatenate([t_train, t_val])) == list(range(500))  # disjoint, complete
+    assert not np.array_equal(t_val, np.arange(100))                     # shuffled first
+    np.testing.assert_array_equal(x_val[:, 0], t_val)
+    with pytest.raises(ValueError, match="validation_rate must be in"):
+        validation_split(x, t, validation_rate=1.0)

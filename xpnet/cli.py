@@ -32,19 +32,26 @@ def _parser():
     parser.add_argument("--version", action="version", version=f"xpnet {xpnet.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train TwoLayerNet or MultiLayerNet with mini-batch SGD",
-                                description="Train one of the book's nets with mini-batch SGD and "
-                                            "report loss, accuracy and time per epoch.")
+    train = commands.add_parser("train", help="train TwoLayerNet or MultiLayerNet(Extend) on MNIST-format data",
+                                description="Train one of the book's nets with mini-batch gradient "
+                                            "descent and report loss, accuracy and time per epoch.")
     _add_data_args(train)
     _add_model_args(train)
     train.add_argument("--epochs", type=_positive_int, default=10)
     train.add_argument("--batch-size", type=_positive_int, default=100)
-    train.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default: 0.1)")
+    train.add_argument("--optimizer", type=str.lower, default="sgd",
+                       choices=("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"))
+    train.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default: the book's for the optimizer: 0.01, Adam 0.001)")
     train.add_argument("--gradient", choices=("backprop", "numerical"), default="backprop",
                        help="how gradients are computed: backprop (chapter 5) or central "
                             "differences (chapter 4; float64 unless --dtype says otherwise)")
     train.add_argument("--dtype", choices=("float32", "float64"), default=None,
                        help="default: float32 for backprop, float64 for numerical gradients")
+    train.add_argument("--checkpoint", metavar="PATH",
+                       help="save the run to PATH (.npz) after every epoch")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run saved at --checkpoint; --epochs is the total")
     train.add_argument("--json", metavar="PATH", help="also write the per-epoch results to PATH")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="show a progress bar (default: when stderr is a terminal)")
@@ -100,6 +107,10 @@ def _add_model_args(parser, smooth=False):
                                            "he for multi-layer")
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="L2 weight decay λ of multi-layer (default: 0)")
+    parser.add_argument("--batchnorm", action="store_true",
+                        help="multi-layer: BatchNormalization after every hidden Affine")
+    parser.add_argument("--dropout", type=_ratio, default=None, metavar="RATIO",
+                        help="multi-layer: Dropout of this ratio after every hidden activation")
 
 
 def _positive_int(text):
@@ -115,6 +126,13 @@ def _sizes(text):
     except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, "
                                          f"e.g. 100,100,100; got {text!r}") from None
+
+
+def _ratio(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
 
 
 def _weight_init(text):
@@ -146,11 +164,13 @@ def _load_data(args):
 
 def _build_net(args, input_size, backend, dtype):
     """The net that --model and its options describe, and a one-line description of it."""
-    from xpnet.nn import MultiLayerNet, TwoLayerNet
+    from xpnet.nn import MultiLayerNetExtend, TwoLayerNet
 
     if args.model == "two-layer":
-        if args.weight_decay:
-            raise XpnetError("--weight-decay needs --model multi-layer (TwoLayerNet has none, as in the book)")
+        for flag, value in (("--weight-decay", args.weight_decay), ("--batchnorm", args.batchnorm),
+                            ("--dropout", args.dropout)):
+            if value:
+                raise XpnetError(f"{flag} needs --model multi-layer (TwoLayerNet has none, as in the book)")
         activation = args.activation or "sigmoid"
         init = 0.01 if args.weight_init is None else args.weight_init
         net = TwoLayerNet(input_size, args.hidden, 10, weight_init_std=init, activation=activation,
@@ -158,23 +178,30 @@ def _build_net(args, input_size, backend, dtype):
         return net, f"TwoLayerNet({input_size}, {args.hidden}, 10, {activation}, init {init})"
     activation = args.activation or "relu"
     init = "he" if args.weight_init is None else args.weight_init
-    net = MultiLayerNet(input_size, args.hidden_sizes, 10, activation=activation, weight_init_std=init,
-                        weight_decay_lambda=args.weight_decay, backend=backend, seed=args.seed,
-                        dtype=dtype)
+    net = MultiLayerNetExtend(input_size, args.hidden_sizes, 10, activation=activation,
+                              weight_init_std=init, weight_decay_lambda=args.weight_decay,
+                              use_dropout=args.dropout is not None, dropout_ratio=args.dropout or 0.5,
+                              use_batchnorm=args.batchnorm, backend=backend, seed=args.seed, dtype=dtype)
+    extras = "".join([f", weight decay {args.weight_decay}" if args.weight_decay else "",
+                      ", BatchNorm" if args.batchnorm else "",
+                      f", Dropout {args.dropout}" if args.dropout is not None else ""])
+    name = "MultiLayerNetExtend" if args.batchnorm or args.dropout is not None else "MultiLayerNet"
     sizes = ", ".join(map(str, args.hidden_sizes))
-    decay = f", weight decay {args.weight_decay}" if args.weight_decay else ""
-    return net, f"MultiLayerNet({input_size}, [{sizes}], 10, {activation}, init {init}{decay})"
+    return net, f"{name}({input_size}, [{sizes}], 10, {activation}, init {init}{extras})"
 
 
 def _train(args):
-    from xpnet.nn import SGD
+    from xpnet.nn.optimizers import make_optimizer
     from xpnet.nn.training import fit
 
+    if args.resume and not args.checkpoint:
+        raise XpnetError("--resume needs --checkpoint PATH (the run to continue)")
     backend, name, data = _load_data(args)
     (x_train, t_train), (x_test, t_test) = data.arrays(normalize=True, flatten=True)
     dtype = args.dtype or ("float64" if args.gradient == "numerical" else "float32")
     net, description = _build_net(args, x_train.shape[1], backend, dtype)
-    print(f"model: {description}, SGD(lr={args.lr}), batch {args.batch_size}, {dtype}, "
+    optimizer = make_optimizer(args.optimizer, **({} if args.lr is None else {"lr": args.lr}))
+    print(f"model: {description}, {optimizer!r}, batch {args.batch_size}, {dtype}, "
           f"{args.gradient} gradients")
 
     def report(r):
@@ -182,12 +209,14 @@ def _train(args):
                    f"train_acc {r.train_acc:.4f}  test_acc {r.test_acc:.4f}  "
                    f"time {r.seconds:.3f} s  (eval {r.eval_seconds:.3f} s)", file=sys.stdout)
 
-    result = fit(net, SGD(args.lr), (x_train, t_train), (x_test, t_test), epochs=args.epochs,
+    config = {"dataset": name, "model": description, "optimizer": repr(optimizer), "dtype": dtype}
+    result = fit(net, optimizer, (x_train, t_train), (x_test, t_test), epochs=args.epochs,
                  batch_size=args.batch_size, seed=args.seed, on_epoch=report, progress=args.progress,
-                 gradient=args.gradient)
+                 gradient=args.gradient, checkpoint=args.checkpoint, resume=args.resume, config=config)
+    if not result.batch_losses:
+        print(f"{args.checkpoint} already holds {len(result.epochs)} epochs: nothing to train")
     if backend.compiles:
-        print(f"compile time (first step and evaluation, not in the epoch times): "
-              f"{result.compile_seconds:.3f} s")
+        print(f"compile time (not in the epoch times): {result.compile_seconds:.3f} s")
     final = result.epochs[-1].test_acc
     print(f"final test accuracy: {final:.4f}" + ("  (synthetic data: meaningless)" if data.synthetic else ""))
     if args.json:

@@ -13,6 +13,7 @@ from xpnet.data.datasets import (
 )
 from xpnet.data.download import download
 from xpnet.data.idx import read_idx, write_idx
+from xpnet.data.splits import shuffle_dataset, validation_split
 
 __all__ = [
     "DATASETS",
@@ -23,5 +24,7 @@ __all__ = [
     "load_mnist",
     "read_idx",
     "resolve_dataset",
+    "shuffle_dataset",
+    "validation_split",
     "write_idx",
 ]

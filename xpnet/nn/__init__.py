@@ -10,15 +10,28 @@ from xpnet.nn.functions import (
     sum_squared_error,
 )
 from xpnet.nn.gradient import gradient_descent, numerical_diff, numerical_gradient
-from xpnet.nn.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
-from xpnet.nn.models import MultiLayerNet, Net, TwoLayerNet
+from xpnet.nn.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
+from xpnet.nn.models import MultiLayerNet, MultiLayerNetExtend, Net, TwoLayerNet
 from xpnet.nn.network import Sequential
-from xpnet.nn.optimizers import SGD, Optimizer
+from xpnet.nn.optimizers import (
+    OPTIMIZERS,
+    SGD,
+    AdaGrad,
+    Adam,
+    Momentum,
+    Nesterov,
+    Optimizer,
+    RMSprop,
+    make_optimizer,
+)
+from xpnet.nn.trainer import Trainer
 
 __all__ = [
     "identity_function", "step_function", "sigmoid", "relu", "softmax", "one_hot",
     "sum_squared_error", "cross_entropy_error",
     "numerical_diff", "numerical_gradient", "gradient_descent",
-    "Affine", "Relu", "Sigmoid", "SoftmaxWithLoss", "Sequential", "Net", "TwoLayerNet", "MultiLayerNet",
-    "Optimizer", "SGD",
+    "Affine", "Relu", "Sigmoid", "SoftmaxWithLoss", "BatchNormalization", "Dropout", "Sequential",
+    "Net", "TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend",
+    "Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "OPTIMIZERS",
+    "make_optimizer", "Trainer",
 ]

@@ -170,6 +170,8 @@ class Dropout:
     """
 
     contextual = True
+    #: Needs a random key in training mode.
+    random = True
 
     def __init__(self, ratio=0.5, inverted=False):
         if not 0 <= ratio < 1:

@@ -22,6 +22,11 @@ class Sequential:
         self.loss_layer = loss_layer
         self.weight_decay = weight_decay
 
+    @property
+    def random(self):
+        """True when a training-mode pass needs a `key` (the net has Dropout)."""
+        return any(getattr(layer, "random", False) for layer in self.layers)
+
     def init_state(self, params):
         """The initial non-trained state of the layers that keep one (empty for most nets)."""
         state = {}

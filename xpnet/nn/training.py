@@ -1,28 +1,46 @@
-"""Mini-batch training: data on the device once, one pure step, compiled whole on JAX."""
+"""Mini-batch training: data on the device once, one pure step, a whole epoch compiled on JAX.
+
+A run is a sequence of pure steps over a `TrainState`; everything random is derived from the
+seed (the batch order of epoch e from (seed, e), Dropout keys from the step number), so a run
+resumed from a checkpoint continues exactly as if it had never stopped.
+"""
 import sys
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from xpnet.errors import DataError
-from xpnet.nn.init import host_rng
-from xpnet.nn.numerical import structured_numerical_gradient
+from xpnet.nn.checkpoint import load_checkpoint, save_checkpoint
+from xpnet.nn.numerical import model_numerical_gradient
+
+#: How `fit` computes gradients: backprop (chapter 5) or central differences (chapter 4).
+GRADIENTS = ("backprop", "numerical")
 
 
 class EpochResult(NamedTuple):
     epoch: int
     train_loss: float    # mean of the epoch's mini-batch losses
-    train_acc: float     # accuracy on the whole training set after the epoch
+    train_acc: float     # accuracy on the training set (or its first eval_samples) after the epoch
     test_acc: float
     seconds: float       # wall time of the epoch's training steps, device synced
     eval_seconds: float  # wall time of the two accuracy evaluations
 
 
 class FitResult(NamedTuple):
-    epochs: list
-    compile_seconds: float  # first call of the compiled step and evaluation (0 where nothing compiles)
+    epochs: list           # EpochResult of every epoch of the run (resumed ones included)
+    compile_seconds: float  # compiling the epoch and evaluation (0 where nothing compiles)
+    batch_losses: list     # loss of every mini-batch trained in this call, as floats
+
+
+class TrainState(NamedTuple):
+    """Everything a training step changes, as arrays (what a checkpoint stores)."""
+    params: dict
+    opt_state: Any
+    net_state: dict      # BatchNorm running statistics ({} without BatchNorm)
+    step: Any            # int32 0-d: batches trained so far; Dropout keys derive from it
+    weight_decay: Any    # λ as an array (None without decay): one compiled step serves any value
 
 
 def check_classification_data(x, t, num_features, num_classes, name):
@@ -47,78 +65,89 @@ def check_classification_data(x, t, num_features, num_classes, name):
         raise DataError(f"{name}: one-hot labels must have shape {(x.shape[0], num_classes)}, got {t.shape}")
 
 
-#: How `fit` computes gradients: backprop (chapter 5) or central differences (chapter 4).
-GRADIENTS = ("backprop", "numerical")
+def initial_train_state(net, optimizer):
+    """The TrainState of a run starting from `net`'s current params and state."""
+    xp = net.backend.xp
+    decays = net.model.decayed_weights()
+    weight_decay = net.model.decay(net.params[decays[0]]) if decays else None
+    return TrainState(dict(net.params), optimizer.init(net.params), dict(net.state),
+                      xp.zeros((), dtype=xp.int32), weight_decay)
 
 
-def make_train_step(model, optimizer, backend, gradient="backprop"):
-    """step(params, opt_state, x, t, order, i) -> (params, opt_state, loss) on batch `order[i]`.
+def make_train_step(model, optimizer, backend, key, gradient="backprop"):
+    """step(state, x, t, order, i) -> (state, loss): one update on batch `order[i]`.
 
-    The whole data set stays on the device and the batch is gathered inside the step, so on JAX
-    one compiled program serves every batch of every epoch. With `gradient="numerical"` the
-    gradient is `structured_numerical_gradient` (whose chunks are compiled on JAX) and the
-    loss and the update are compiled separately.
+    The whole data set stays on the device and the batch is gathered inside the step. The loss
+    is the one of the params before the update. `key` is the run's random key.
     """
-    if gradient == "numerical":
-        return _numerical_train_step(model, optimizer, backend)
-    if gradient != "backprop":
+    if gradient not in GRADIENTS:
         raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+    loss_of = backend.jit(lambda p, x, t, s, k, wd: model.loss(p, x, t, True, s, k, wd))
 
-    def step(params, opt_state, x, t, order, i):
-        batch = order[i]
-        loss, grads = model.loss_and_grad(params, x[batch], t[batch])
-        params, opt_state = optimizer.apply(params, grads, opt_state)
-        return params, opt_state, loss
-
-    return backend.jit(step)
-
-
-def _numerical_train_step(model, optimizer, backend):
-    loss_of, apply = backend.jit(model.loss), backend.jit(optimizer.apply)
-
-    def step(params, opt_state, x, t, order, i):
+    def step(state, x, t, order, i):
         batch = order[i]
         xb, tb = x[batch], t[batch]
-        loss = loss_of(params, xb, tb)  # before the update, as the backprop step reports it
-        grads = structured_numerical_gradient(model, params, xb, tb)
-        params, opt_state = apply(params, grads, opt_state)
-        return params, opt_state, loss
+        k = backend.fold_in(key, state.step) if model.random else None
+        if gradient == "backprop":
+            loss, grads, net_state = model.loss_grad_state(state.params, xb, tb, state.net_state, k,
+                                                           state.weight_decay)
+        else:  # eager: the structured numerical gradient runs compiled chunks of its own
+            loss = loss_of(state.params, xb, tb, state.net_state, k, state.weight_decay)
+            grads = model_numerical_gradient(model, state.params, xb, tb, state.net_state, k)
+            net_state = state.net_state
+            if net_state:  # BatchNorm: the training-mode forward pass updates the running values
+                net_state = model.forward(state.params, xb, True, net_state, k)[2]
+        params, opt_state = optimizer.apply(state.params, grads, state.opt_state)
+        return state._replace(params=params, opt_state=opt_state, net_state=net_state,
+                              step=state.step + 1), loss
 
     return step
 
 
-def shuffled_batches(rng, n, batch_size, backend):
-    """A device array (n // batch_size, batch_size) of sample indices in a fresh random order.
+def batch_order(seed, epoch, n, batch_size, backend):
+    """A device array (n // batch_size, batch_size) of sample indices: epoch `epoch`'s order.
 
-    Only full batches: the len % batch_size samples left over by this shuffle wait for the next.
+    Drawn from (seed, epoch) alone, so any epoch can be replayed; only full batches (the
+    n % batch_size samples a shuffle leaves over wait for the next epoch).
     """
     n_batches = n // batch_size
-    order = rng.permutation(n)[: n_batches * batch_size].reshape(n_batches, batch_size)
-    return backend.asarray(order.astype(np.int32))
+    order = np.random.default_rng([seed, epoch]).permutation(n)[: n_batches * batch_size]
+    return backend.asarray(order.reshape(n_batches, batch_size).astype(np.int32))
 
 
-def run_epoch(step, params, opt_state, x, t, order, on_batch=None):
-    """Apply `step` to every batch of `order`; returns (params, opt_state, list of batch losses)."""
+def run_epoch(step, state, x, t, order, on_batch=None):
+    """Apply `step` to every batch of `order` eagerly; returns (state, array of batch losses)."""
     losses = []
     for i in range(order.shape[0]):
-        params, opt_state, loss = step(params, opt_state, x, t, order, i)
+        state, loss = step(state, x, t, order, i)
         losses.append(loss)
         if on_batch is not None:
             on_batch()
-    return params, opt_state, losses
+    return state, losses
+
+
+def compiled_epoch(step, backend):
+    """epoch(state, x, t, order) -> (state, losses) as one program: `lax.scan` under `jax.jit`."""
+    def epoch(state, x, t, order):
+        return backend.scan(lambda s, i: step(s, x, t, order, i), state, order.shape[0])
+    return backend.jit(epoch)
 
 
 def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=None, progress=None,
-        gradient="backprop"):
-    """Train `net` (a TwoLayerNet or alike) with `optimizer` on host arrays `train=(x, t)`.
+        gradient="backprop", checkpoint=None, resume=False, eval_samples=None, config=None):
+    """Train `net` with `optimizer` on host arrays `train=(x, t)` up to epoch `epochs`.
 
-    Each epoch visits the training set in a fresh shuffled order (host generator seeded with
-    `seed`, so every backend sees the same batches) in full batches.
-    After every epoch `net.params` holds the current arrays and `on_epoch(EpochResult)` is called.
+    Each epoch visits the training set in a shuffled order drawn from (seed, epoch), so every
+    backend sees the same batches. On JAX (backprop) an epoch is one compiled program; elsewhere
+    the steps run eagerly. After every epoch `net.params`/`net.state` hold the current arrays,
+    `on_epoch(EpochResult)` is called and, with `checkpoint` (a path), the run is saved there.
+    `resume=True` continues the run saved at `checkpoint` (`epochs` is the total, so a run saved
+    after epoch 1 and resumed with epochs=2 trains one more); `config` (a JSON-able dict of what
+    defines the run) must match the one saved. `eval_samples`: evaluate accuracy on the first N
+    samples of each set only (the book's evaluate_sample_num_per_epoch).
     `progress`: show a progress bar (True), hide it (False), or show it when stderr is a terminal.
-    `gradient`: "backprop", or "numerical" for the chapter-4 loop with central differences.
     """
-    backend, xp = net.backend, net.backend.xp
+    backend = net.backend
     (x_train, t_train), (x_test, t_test) = train, test
     check_classification_data(x_train, t_train, net.input_size, net.output_size, "training data")
     check_classification_data(x_test, t_test, net.input_size, net.output_size, "test data")
@@ -126,44 +155,70 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
     n_batches = n_train // batch_size
     if n_batches == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({n_train} samples)")
+    config = {"batch_size": batch_size, "seed": seed, "gradient": gradient, **(config or {})}
+
+    state = initial_train_state(net, optimizer)
+    history = []
+    if resume:
+        if checkpoint is None:
+            raise ValueError("resume=True needs the checkpoint path")
+        state, meta = load_checkpoint(checkpoint, state, backend, config)
+        history = [EpochResult(**e) for e in meta["history"]]
+        net.params.update(state.params)
+        net.state.update(state.net_state)
 
     x_train, t_train = net.to_device(x_train, t_train)
     x_test, t_test = net.to_device(x_test, t_test)
-    step = make_train_step(net.model, optimizer, backend, gradient)
+    x_eval, t_eval = x_train[:eval_samples], t_train[:eval_samples]  # [:None] is everything
+    x_test_eval, t_test_eval = x_test[:eval_samples], t_test[:eval_samples]
+    step = make_train_step(net.model, optimizer, backend, backend.key(seed), gradient)
+    compiled = backend.compiles and gradient == "backprop"
+    epoch_fn = compiled_epoch(step, backend) if compiled else None
     correct_count = backend.jit(net.model.correct_count)
-    params, opt_state = dict(net.params), optimizer.init(net.params)
-    rng = host_rng(seed)
 
     compile_seconds = 0.0
-    if backend.compiles:  # pay for compilation before the clocks start; results are discarded
+    if backend.compiles:  # pay for compilation before the clocks start; nothing is run
         start = time.perf_counter()
-        warm_order = backend.asarray(np.zeros((n_batches, batch_size), np.int32))
-        backend.sync(step(params, opt_state, x_train, t_train, warm_order, 0))
-        backend.sync((correct_count(params, x_train, t_train), correct_count(params, x_test, t_test)))
+        order = batch_order(seed, 1, n_train, batch_size, backend)
+        if compiled:
+            epoch_fn = backend.compile(epoch_fn, state, x_train, t_train, order)
+        count_train = backend.compile(correct_count, state.params, x_eval, t_eval, state.net_state)
+        count_test = backend.compile(correct_count, state.params, x_test_eval, t_test_eval, state.net_state)
         compile_seconds = time.perf_counter() - start
+    else:
+        count_train = count_test = correct_count
 
-    results = []
-    bar = tqdm(total=epochs * n_batches, unit="batch", desc=f"training on {backend.name}",
-               disable=None if progress is None else not progress, file=sys.stderr, leave=False,
-               dynamic_ncols=True)
+    batch_losses = []
+    first = len(history) + 1
+    bar = tqdm(total=max(0, epochs - first + 1) * n_batches, unit="batch",
+               desc=f"training on {backend.name}", disable=None if progress is None else not progress,
+               file=sys.stderr, leave=False, dynamic_ncols=True)
     with bar:
-        for epoch in range(1, epochs + 1):
-            order = shuffled_batches(rng, n_train, batch_size, backend)
+        for epoch in range(first, epochs + 1):
+            order = batch_order(seed, epoch, n_train, batch_size, backend)
             start = time.perf_counter()
-            params, opt_state, losses = run_epoch(step, params, opt_state, x_train, t_train, order,
-                                                  on_batch=bar.update)
-            backend.sync(params)
+            if compiled:
+                state, losses = epoch_fn(state, x_train, t_train, order)
+                bar.update(n_batches)
+            else:
+                state, losses = run_epoch(step, state, x_train, t_train, order, on_batch=bar.update)
+            backend.sync(state)
             seconds = time.perf_counter() - start
 
             start = time.perf_counter()
-            train_acc = float(correct_count(params, x_train, t_train)) / n_train
-            test_acc = float(correct_count(params, x_test, t_test)) / len(x_test)
+            train_acc = float(count_train(state.params, x_eval, t_eval, state.net_state)) / len(x_eval)
+            test_acc = (float(count_test(state.params, x_test_eval, t_test_eval, state.net_state))
+                        / len(x_test_eval))
             eval_seconds = time.perf_counter() - start
-            net.params.update(params)
-            result = EpochResult(epoch, float(xp.mean(xp.stack(losses))), train_acc, test_acc,
-                                 seconds, eval_seconds)
-            results.append(result)
+            net.params.update(state.params)
+            net.state.update(state.net_state)
+            losses = backend.to_numpy(backend.xp.stack(losses) if isinstance(losses, list) else losses)
+            batch_losses.extend(float(v) for v in losses)
+            result = EpochResult(epoch, float(np.mean(losses)), train_acc, test_acc, seconds, eval_seconds)
+            history.append(result)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, state, {"epoch": epoch, "config": config,
+                                                    "history": [r._asdict() for r in history]})
             if on_epoch is not None:
                 on_epoch(result)
-    return FitResult(results, compile_seconds)
-
+    return FitResult(history, compile_seconds, batch_losses)
