@@ -21,6 +21,7 @@ BACKEND_NAMES = ("numpy", "jax", "cupy")
 
 _created = {}
 _probed = {}
+_by_type = {}  # array type -> its backend, filled by backend_of
 
 
 def _module(name):
@@ -57,12 +58,13 @@ def get_backend(name=None):
 
 def backend_of(x):
     """The backend whose arrays look like `x`: JAX arrays and tracers, CuPy arrays, else NumPy."""
-    library = type(x).__module__.partition(".")[0]
-    if library in ("jax", "jaxlib"):
-        return get_backend("jax")
-    if library == "cupy":
-        return get_backend("cupy")
-    return get_backend("numpy")
+    kind = type(x)
+    backend = _by_type.get(kind)
+    if backend is None:  # once per array type: this runs for every array operation of a step
+        library = kind.__module__.partition(".")[0]
+        name = {"jax": "jax", "jaxlib": "jax", "cupy": "cupy"}.get(library, "numpy")
+        backend = _by_type[kind] = get_backend(name)
+    return backend
 
 
 def namespace_of(x):

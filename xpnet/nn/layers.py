@@ -39,9 +39,15 @@ class Affine:
         return x2 @ W + b, (x2, x.shape)
 
     def backward(self, params, cache, dout):
-        x2, x_shape = cache
+        x_shape = cache[1]
         dx = (dout @ params[self.weight].T).reshape(x_shape)
-        return dx, {self.weight: x2.T @ dout, self.bias: dout.sum(axis=0)}
+        return dx, self.param_grads(params, cache, dout)
+
+    def param_grads(self, params, cache, dout):
+        """The weight and bias gradients alone: for a first layer, whose input needs no gradient
+        (dout·Wᵀ is a third of the matmul work of the book's TwoLayerNet)."""
+        x2 = cache[0]
+        return {self.weight: x2.T @ dout, self.bias: dout.sum(axis=0)}
 
     def __repr__(self):
         return f"Affine({self.weight!r}, {self.bias!r})"

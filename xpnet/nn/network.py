@@ -77,9 +77,13 @@ class Sequential:
         scores, caches, new_state = self.forward(params, x, True, state, key)
         loss, loss_cache = self.loss_layer.forward(params, scores, t)
         dout, grads = self.loss_layer.backward(params, loss_cache)
-        for layer, cache in zip(reversed(self.layers), reversed(caches)):
-            dout, layer_grads = layer.backward(params, cache, dout)
-            grads.update(layer_grads)
+        for k in reversed(range(len(self.layers))):
+            layer = self.layers[k]
+            if k == 0 and hasattr(layer, "param_grads"):  # nothing needs the input's gradient
+                grads.update(layer.param_grads(params, caches[0], dout))
+            else:
+                dout, layer_grads = layer.backward(params, caches[k], dout)
+                grads.update(layer_grads)
         for name in self.decayed_weights(weight_decay):
             grads[name] = grads[name] + self.decay(params[name], weight_decay) * params[name]
         return loss + self.decay_loss(params, weight_decay), grads, new_state
