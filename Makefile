@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench bench-gpu bench-data clean
 
 install: $(STAMP)
 
@@ -24,10 +24,26 @@ run: install
 test: install
 	$(PY) -m pytest tests bench --benchmark-disable -q
 
-bench: install
+# The full-size data the epoch benchmark prefers when MNIST is absent (Debian's package);
+# without root or apt the benchmark says so and uses synthetic data of the same shape.
+bench-data:
+	test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || \
+		apt-get install -y -q dataset-fashion-mnist || \
+		echo "bench-data: could not install dataset-fashion-mnist; the benchmark will use synthetic data"
+
+# Benchmarks (CPU implementations), then bench/results/latest.{json,md,png}.
+bench: install bench-data
 	mkdir -p bench/results
 	$(PY) -m pytest bench --benchmark-only --benchmark-json=bench/results/latest.json \
-		--benchmark-columns=min,median,mean,stddev,rounds
+		--benchmark-columns=min,median,rounds -q
+	$(PY) bench/report.py bench/results/latest.json
+
+# The same with the GPU implementations (CuPy, JAX on CUDA, PyTorch CUDA) on a GPU machine.
+bench-gpu: install bench-data
+	mkdir -p bench/results
+	XPNET_BENCH_GPU=1 $(PY) -m pytest bench --benchmark-only \
+		--benchmark-json=bench/results/gpu.json --benchmark-columns=min,median,rounds -q
+	$(PY) bench/report.py bench/results/gpu.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks bench/results *.egg-info

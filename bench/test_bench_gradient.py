@@ -26,7 +26,7 @@ def book_loop_gradient(net, x, t):
 def test_book_loop_numpy(benchmark, batch, record_median):
     net = TwoLayerNet(784, 50, 10, seed=0, dtype="float64", backend="numpy")
     grads = benchmark.pedantic(book_loop_gradient, args=(net, *batch), rounds=1, iterations=1)
-    record_median("book loop (numpy)", benchmark)
+    record_median("book loop (numpy)", benchmark, "numpy")
     fast = net.numerical_gradient(*batch)
     for name in grads:  # the target: the same values to 1e-7
         np.testing.assert_allclose(fast[name], grads[name], atol=1e-7, rtol=0)
@@ -38,7 +38,7 @@ def test_numerical_gradient(benchmark, backend, batch, record_median):
     backend.sync(net.numerical_gradient(x, t))  # compile (JAX) before timing
     grads = benchmark.pedantic(lambda: backend.sync(net.numerical_gradient(x, t)), rounds=5,
                                iterations=1)
-    record_median(f"xpnet numerical ({backend.name})", benchmark)
+    record_median(f"xpnet numerical ({backend.name})", benchmark, backend.name)
     assert set(grads) == {"W1", "b1", "W2", "b2"}
 
 
@@ -48,4 +48,4 @@ def test_backprop(benchmark, backend, batch, record_median):
     gradient = backend.jit(net.model.loss_and_grad)
     backend.sync(gradient(net.params, x, t))
     benchmark(lambda: backend.sync(gradient(net.params, x, t)))
-    record_median(f"backprop ({backend.name})", benchmark)
+    record_median(f"backprop ({backend.name})", benchmark, backend.name)

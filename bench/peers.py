@@ -1,0 +1,265 @@
+"""Benchmark workers: every implementation (xpnet on a backend, or the PyTorch peer) trains in a
+process of its own, so one library's threads never stall another's, and the benchmarks can
+interleave their rounds.
+
+The pytest process talks to a worker with one JSON line per command on its stdin/stdout:
+    {"cmd": "setup", "model": "A", ...} -> {"run": id, "compile_seconds": s, "flops": n, ...}
+    {"cmd": "epoch", "run": id}         -> {"seconds": s, "loss": l}   (device synced)
+    {"cmd": "matmul"}                   -> {"gflops": g, "library": name}
+Run as a script (`python bench/peers.py IMPL`) it is the worker.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The benchmark plan's models. A: the book's TwoLayerNet with SGD; B: a deeper ReLU net with Adam.
+MODELS = {
+    "A": {"hidden": [50], "activation": "sigmoid", "init": 0.01, "optimizer": "sgd", "lr": 0.1},
+    "B": {"hidden": [100] * 5, "activation": "relu", "init": "he", "optimizer": "adam", "lr": 0.001},
+}
+CPU_IMPLS = ("xpnet-numpy", "xpnet-jax", "torch-cpu")
+GPU_IMPLS = ("xpnet-cupy", "xpnet-jax", "torch-cuda")
+SEED = 0
+
+
+def epoch_flops(sizes, n_batches, batch_size):
+    """FLOPs an epoch cannot avoid: per Affine layer the forward matmul, the weight gradient and
+    (except for the first layer, whose input needs none) the input gradient, 2·B·in·out each."""
+    total = 0
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        total += (2 if i == 0 else 3) * 2 * batch_size * n_in * n_out
+    return total * n_batches
+
+
+class Worker:
+    """A worker process for one implementation; `call(cmd, **args)` returns its JSON reply."""
+
+    def __init__(self, impl, gpu=False):
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        if impl == "xpnet-jax":
+            env["JAX_PLATFORMS"] = "cuda" if gpu else "cpu"
+        if impl == "torch-cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        self.impl = impl
+        self.process = subprocess.Popen([sys.executable, __file__, impl], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+    def call(self, cmd, **args):
+        self.process.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.impl} exited (status {self.process.wait()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"worker {self.impl}: {reply['error']}")
+        return reply
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=30)
+
+
+def available(impl):
+    """(ok, reason) for running `impl` on this machine."""
+    try:
+        if impl.startswith("xpnet-"):
+            import xpnet
+
+            ok, reason = xpnet.available_backends()[impl.split("-", 1)[1]]
+            return ok, reason
+        import torch
+
+        if impl == "torch-cuda" and not torch.cuda.is_available():
+            return False, "torch has no usable CUDA device"
+        return True, f"torch {torch.__version__}"
+    except ImportError as exc:
+        return False, f"{exc.name} is not installed (pip install -e '.[bench]')"
+
+
+# --- inside the worker -----------------------------------------------------------------------
+
+def load_data(dataset, limit):
+    from xpnet.data import load_dataset
+
+    data = load_dataset(dataset)
+    (x, t), _ = data.arrays(normalize=True, flatten=True)
+    return x[:limit], t[:limit].astype(np.int64)
+
+
+class XpnetRun:
+    """One model trained by xpnet exactly as `fit` does: an epoch is one compiled program on JAX."""
+
+    def __init__(self, backend_name, spec, sizes, batch_size, x, t):
+        from xpnet import get_backend
+        from xpnet.nn import MultiLayerNet, make_optimizer
+        from xpnet.nn.training import (batch_order, compiled_epoch, initial_train_state,
+                                       make_train_step, run_epoch)
+
+        self.backend = backend = get_backend(backend_name)
+        net = MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1], activation=spec["activation"],
+                            weight_init_std=spec["init"], backend=backend, seed=SEED)
+        optimizer = make_optimizer(spec["optimizer"], lr=spec["lr"])
+        step = make_train_step(net.model, optimizer, backend, backend.key(SEED))
+        self.x, self.t = net.to_device(x, t.astype(np.int32))
+        self.orders = [batch_order(SEED, e, len(x), batch_size, backend) for e in (1, 2)]
+        self.state = initial_train_state(net, optimizer)
+        start = time.perf_counter()
+        if backend.compiles:
+            self.epoch_fn = backend.compile(compiled_epoch(step, backend), self.state, self.x, self.t,
+                                            self.orders[0])
+        else:
+            self.epoch_fn = lambda state, x, t, order: run_epoch(step, state, x, t, order)
+        self.compile_seconds = time.perf_counter() - start if backend.compiles else None
+        self.device = backend.devices()[0]
+        self.count = 0
+
+    def epoch(self):
+        order = self.orders[self.count % 2]
+        self.count += 1
+        start = time.perf_counter()
+        self.state, losses = self.epoch_fn(self.state, self.x, self.t, order)
+        self.backend.sync(self.state)
+        seconds = time.perf_counter() - start
+        losses = self.backend.to_numpy(self.backend.xp.stack(losses) if isinstance(losses, list) else losses)
+        return seconds, float(np.mean(losses))
+
+
+class TorchRun:
+    """The PyTorch peer: the same layers, initial weights, batches and float32, written the way a
+    PyTorch user would (nn.Linear, F.cross_entropy, torch.optim), data resident on the device."""
+
+    def __init__(self, device, spec, sizes, batch_size, x, t):
+        import torch
+        from torch import nn
+
+        from xpnet.nn.init import affine_params, host_rng
+
+        self.torch, self.device = torch, torch.device(device)
+        host = affine_params(host_rng(SEED), sizes, spec["init"])  # xpnet's initial weights
+        layers = []
+        for i in range(1, len(sizes)):
+            linear = nn.Linear(sizes[i - 1], sizes[i])
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(host[f"W{i}"].T.astype(np.float32)))
+                linear.bias.copy_(torch.from_numpy(host[f"b{i}"].astype(np.float32)))
+            layers.append(linear)
+            if i < len(sizes) - 1:
+                layers.append(nn.Sigmoid() if spec["activation"] == "sigmoid" else nn.ReLU())
+        self.model = nn.Sequential(*layers).to(self.device)
+        if spec["optimizer"] == "sgd":
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=spec["lr"])
+        else:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec["lr"], eps=1e-7)
+        self.x = torch.from_numpy(x).to(self.device)
+        self.t = torch.from_numpy(t).to(self.device)
+        self.orders = [torch.from_numpy(self._order(e, len(x), batch_size)).to(self.device) for e in (1, 2)]
+        self.compile_seconds, self.count = None, 0
+        self.device_name = str(self.device)
+
+    @staticmethod
+    def _order(epoch, n, batch_size):
+        n_batches = n // batch_size  # the same order xpnet's batch_order draws
+        order = np.random.default_rng([SEED, epoch]).permutation(n)[: n_batches * batch_size]
+        return order.reshape(n_batches, batch_size).astype(np.int64)
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def epoch(self):
+        torch, functional = self.torch, self.torch.nn.functional
+        order = self.orders[self.count % 2]
+        self.count += 1
+        self._sync()
+        start = time.perf_counter()
+        losses = []
+        for batch in order:
+            loss = functional.cross_entropy(self.model(self.x[batch]), self.t[batch])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.detach())
+        self._sync()
+        seconds = time.perf_counter() - start
+        return seconds, float(torch.stack(losses).mean())
+
+
+def matmul_gflops(impl, n=2048, repeat=5):
+    """The float32 matmul throughput this implementation's library reaches on an n×n product."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    if impl.startswith("torch"):
+        import torch
+
+        device = "cuda" if impl == "torch-cuda" else "cpu"
+        x = torch.from_numpy(a).to(device)
+        run = (lambda: (x @ x, torch.cuda.synchronize() if device == "cuda" else None))
+        library = f"torch {torch.__version__}"
+    else:
+        from xpnet import get_backend
+
+        backend = get_backend(impl.split("-", 1)[1])
+        x = backend.asarray(a)
+        matmul = backend.jit(lambda m: m @ m)
+        run = (lambda: backend.sync(matmul(x)))
+        library = f"{backend.name} ({', '.join(f'{k} {v}' for k, v in backend.versions().items())})"
+    run()
+    best = min(_timed(run) for _ in range(repeat))
+    return {"gflops": 2 * n ** 3 / best / 1e9, "library": library, "n": n, "dtype": "float32"}
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def serve(impl):
+    """The worker loop: read commands, answer each with one JSON line."""
+    runs, data = {}, {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            if request["cmd"] == "setup":
+                spec = dict(MODELS[request["model"]])
+                if request.get("hidden"):
+                    spec["hidden"] = [request["hidden"]] * len(spec["hidden"])
+                key = (request["dataset"], request["limit"])
+                if key not in data:
+                    data[key] = load_data(*key)
+                x, t = data[key]
+                sizes = [x.shape[1], *spec["hidden"], 10]
+                batch_size = request["batch_size"]
+                if impl.startswith("torch"):
+                    run = TorchRun("cuda" if impl == "torch-cuda" else "cpu", spec, sizes, batch_size, x, t)
+                    device = run.device_name
+                else:
+                    run = XpnetRun(impl.split("-", 1)[1], spec, sizes, batch_size, x, t)
+                    device = run.device
+                run.epoch()  # warm-up: first-call costs are not part of any round
+                runs[len(runs)] = run
+                n_batches = len(x) // batch_size
+                reply = {"run": len(runs) - 1, "compile_seconds": run.compile_seconds, "device": device,
+                         "batches": n_batches, "flops": epoch_flops(sizes, n_batches, batch_size)}
+            elif request["cmd"] == "epoch":
+                seconds, loss = runs[request["run"]].epoch()
+                reply = {"seconds": seconds, "loss": loss}
+            elif request["cmd"] == "matmul":
+                reply = matmul_gflops(impl)
+            else:
+                reply = {"error": f"unknown command {request['cmd']!r}"}
+        except Exception as exc:  # report to the caller instead of dying silently
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(reply), flush=True)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

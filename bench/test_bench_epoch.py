@@ -1,0 +1,140 @@
+"""Full-epoch training per implementation (xpnet per backend, and the PyTorch peer), the machine's
+matmul peak for the FLOP lower bound, and the scaling of the epoch time with batch size and width.
+
+Every implementation runs in a worker process of its own (bench/peers.py); the rounds of the
+epoch suite are interleaved across implementations (round-major test order), so a noisy minute
+of a shared machine hits them all alike. Each round is one epoch: 600 batches of 100 over the
+60,000 training images in a shuffled order, float32, the device synced before the clock stops;
+JAX compiles before the first round and reports its compile time apart. `bench/report.py` turns
+the JSON into the Markdown table and plot. XPNET_BENCH_GPU=1 (`make bench-gpu`) benchmarks the
+GPU implementations instead. With --benchmark-disable (CI) everything runs once on 6,000 images.
+"""
+import os
+import time
+
+import pytest
+
+from xpnet.data import resolve_dataset
+from xpnet.data.datasets import IDX_FILES, SYSTEM_FASHION_MNIST_DIR, default_data_dir
+
+from peers import CPU_IMPLS, GPU_IMPLS, MODELS, Worker, available
+
+GPU = os.environ.get("XPNET_BENCH_GPU") == "1"
+IMPLS = GPU_IMPLS if GPU else CPU_IMPLS
+ROUNDS = int(os.environ.get("XPNET_BENCH_ROUNDS", "5"))
+BATCH = 100
+SCALING = {"batch_size": [32, 64, 128, 256, 512, 1024], "hidden": [50, 128, 256, 512, 1024]}
+SCALING_IMPLS = [impl for impl in IMPLS if impl.startswith("xpnet-")]
+
+
+def bench_dataset():
+    """MNIST when its files are present, else the full-size Fashion-MNIST from Debian's
+    dataset-fashion-mnist (or the data dir), else synthetic data of the same shape."""
+    if resolve_dataset("auto") == "mnist":
+        return "mnist"
+    for folder in (SYSTEM_FASHION_MNIST_DIR, default_data_dir() / "fashion-mnist"):
+        if all((folder / name).is_file() for name in IDX_FILES):
+            return "fashion-mnist"
+    return "synthetic"
+
+
+@pytest.fixture(scope="session")
+def quick(request):
+    """True under --benchmark-disable: a smoke run, one round on a tenth of the data."""
+    return bool(request.config.getoption("benchmark_disable"))
+
+
+@pytest.fixture(scope="session")
+def workers():
+    started = {}
+
+    def get(impl):
+        ok, reason = available(impl)
+        if not ok:
+            pytest.skip(f"{impl} unavailable: {reason}")
+        if impl not in started:
+            started[impl] = Worker(impl, gpu=GPU)
+        return started[impl]
+
+    yield get
+    for worker in started.values():
+        worker.close()
+
+
+@pytest.fixture(scope="session")
+def runs(workers, quick):
+    """(impl, model, batch_size, hidden) -> the worker's setup reply, set up once per session."""
+    ready = {}
+    dataset = bench_dataset()
+
+    def get(impl, model, batch_size=BATCH, hidden=None):
+        key = (impl, model, batch_size, hidden)
+        if key not in ready:
+            worker = workers(impl)
+            reply = worker.call("setup", model=model, dataset=dataset, limit=6000 if quick else None,
+                                batch_size=batch_size, hidden=hidden)
+            ready[key] = (worker, {**reply, "dataset": dataset, "synthetic": dataset == "synthetic"})
+        return ready[key]
+
+    return get
+
+
+#: Seconds of quiet before each timed epoch: the previous worker's idle threads (PyTorch's OpenMP
+#: team, XLA's pool) spin for a while after their work and would steal the next one's cores.
+PAUSE = 0.3
+
+
+def time_epochs(benchmark, worker, run, rounds=1):
+    """Time `rounds` epochs of a set-up run with pytest-benchmark (the call waits for the synced
+    epoch; the worker's own clock is kept too, to show the IPC costs nothing)."""
+    inner = []
+
+    def epoch():
+        inner.append(worker.call("epoch", run=run)["seconds"])
+
+    benchmark.pedantic(epoch, setup=lambda: time.sleep(PAUSE), rounds=rounds, iterations=1)
+    return min(inner)
+
+
+EPOCH_CASES = [(model, r, impl) for model in MODELS for r in range(ROUNDS) for impl in IMPLS]
+
+
+@pytest.mark.parametrize("model, round_, impl", EPOCH_CASES,
+                         ids=[f"{m}-round{r}-{i}" for m, r, i in EPOCH_CASES])
+def test_epoch(benchmark, runs, quick, model, round_, impl):
+    if quick and round_ > 0:
+        pytest.skip("smoke run: one round")
+    worker, setup = runs(impl, model)
+    worker_seconds = time_epochs(benchmark, worker, setup["run"])
+    benchmark.extra_info.update(
+        suite="epoch", model=model, impl=impl, round=round_, device=setup["device"],
+        dataset=setup["dataset"], synthetic=setup["synthetic"], batches=setup["batches"],
+        flops=setup["flops"], compile_seconds=setup["compile_seconds"], worker_seconds=worker_seconds)
+    assert worker_seconds > 0 and setup["batches"] == (6000 if quick else 60000) // BATCH
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_matmul_peak(benchmark, workers, impl):
+    """float32 n×n matmul throughput of each library: the best one sets the FLOP lower bound."""
+    worker = workers(impl)
+    reply = {}
+    benchmark.pedantic(lambda: reply.update(worker.call("matmul")), rounds=1, iterations=1)
+    benchmark.extra_info.update(suite="matmul-peak", impl=impl, **reply)
+    assert reply["gflops"] > 0
+
+
+SCALING_CASES = [(axis, value, impl) for axis, values in SCALING.items() for value in values
+                 for impl in SCALING_IMPLS]
+
+
+@pytest.mark.parametrize("axis, value, impl", SCALING_CASES,
+                         ids=[f"{a}={v}-{i}" for a, v, i in SCALING_CASES])
+def test_scaling(benchmark, runs, quick, axis, value, impl):
+    """Model A's epoch time against the batch size (hidden 50) and the hidden width (batch 100)."""
+    if quick and value not in (SCALING[axis][0], SCALING[axis][-1]):
+        pytest.skip("smoke run: the smallest and the largest value only")
+    args = {"batch_size": value} if axis == "batch_size" else {"hidden": value}
+    worker, setup = runs(impl, "A", **args)
+    time_epochs(benchmark, worker, setup["run"])
+    benchmark.extra_info.update(suite="scaling", impl=impl, model="A", axis=axis, value=value,
+                                batches=setup["batches"], device=setup["device"])
