@@ -24,7 +24,7 @@ MODELS = {
     "A": {"hidden": [50], "activation": "sigmoid", "init": 0.01, "optimizer": "sgd", "lr": 0.1},
     "B": {"hidden": [100] * 5, "activation": "relu", "init": "he", "optimizer": "adam", "lr": 0.001},
 }
-CPU_IMPLS = ("xpnet-numpy", "xpnet-jax", "torch-cpu")
+CPU_IMPLS = ("xpnet-numpy", "xpnet-jax", "torch-cpu", "plain-numpy", "plain-jax")
 GPU_IMPLS = ("xpnet-cupy", "xpnet-jax", "torch-cuda")
 SEED = 0
 
@@ -43,7 +43,7 @@ class Worker:
 
     def __init__(self, impl, gpu=False):
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        if impl == "xpnet-jax":
+        if impl in ("xpnet-jax", "plain-jax"):
             env["JAX_PLATFORMS"] = "cuda" if gpu else "cpu"
         if impl == "torch-cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
@@ -71,7 +71,7 @@ class Worker:
 def available(impl):
     """(ok, reason) for running `impl` on this machine."""
     try:
-        if impl.startswith("xpnet-"):
+        if impl.startswith(("xpnet-", "plain-")):
             import xpnet
 
             ok, reason = xpnet.available_backends()[impl.split("-", 1)[1]]
@@ -193,9 +193,125 @@ class TorchRun:
         return seconds, float(torch.stack(losses).mean())
 
 
+class PlainRun:
+    """The same training written directly, without xpnet: the book's NumPy code (in-place
+    updates), or one `lax.scan` epoch in plain JAX. What xpnet's abstractions are measured against."""
+
+    def __init__(self, library, spec, sizes, batch_size, x, t):
+        from xpnet.nn.init import affine_params, host_rng
+
+        host = affine_params(host_rng(SEED), sizes, spec["init"])
+        self.n_layers = len(sizes) - 1
+        params = [(host[f"W{i}"].astype(np.float32), host[f"b{i}"].astype(np.float32))
+                  for i in range(1, len(sizes))]
+        order = [TorchRun._order(e, len(x), batch_size).astype(np.int32) for e in (1, 2)]
+        self.spec, self.library, self.count, self.compile_seconds = spec, library, 0, None
+        if library == "numpy":
+            self.params, self.x, self.t, self.orders = params, x, t, order
+            self.slots = [[(np.zeros_like(w), np.zeros_like(b)) for w, b in params] for _ in range(2)]
+            self.device = "cpu"
+        else:
+            import jax
+            import jax.numpy as jnp
+
+            self.jax = jax
+            self.state = ([(jnp.asarray(w), jnp.asarray(b)) for w, b in params],
+                          tuple([(jnp.zeros_like(w), jnp.zeros_like(b)) for w, b in params] for _ in range(2)),
+                          jnp.zeros((), jnp.float32))
+            self.x, self.t = jnp.asarray(x), jnp.asarray(t.astype(np.int32))
+            self.orders = [jnp.asarray(o) for o in order]
+            start = time.perf_counter()
+            self.epoch_fn = jax.jit(self._jax_epoch).lower(self.state, self.x, self.t, self.orders[0]).compile()
+            self.compile_seconds = time.perf_counter() - start
+            self.device = str(jax.devices()[0])
+
+    def _grads(self, xp, params, xb, tb):
+        """Loss and gradients of one batch, by hand."""
+        sigmoid = self.spec["activation"] == "sigmoid"
+        acts, h = [xb], xb
+        for i, (w, b) in enumerate(params):
+            h = h @ w + b
+            if i < self.n_layers - 1:
+                h = 1 / (1 + xp.exp(-h)) if sigmoid else xp.maximum(h, 0)
+            acts.append(h)
+        e = xp.exp(h - h.max(axis=1, keepdims=True))
+        y = e / e.sum(axis=1, keepdims=True)
+        rows = xp.arange(len(tb))
+        loss = -xp.log(y[rows, tb] + 1e-7).mean()
+        one_hot = (tb[:, None] == xp.arange(y.shape[1])).astype(y.dtype)
+        dout = (y - one_hot) / len(tb)
+        grads = [None] * self.n_layers
+        for i in reversed(range(self.n_layers)):
+            grads[i] = (acts[i].T @ dout, dout.sum(axis=0))
+            if i > 0:
+                dout = dout @ params[i][0].T
+                a = acts[i]
+                dout = dout * a * (1 - a) if sigmoid else dout * (a > 0)
+        return loss, grads
+
+    def _jax_epoch(self, state, x, t, order):
+        jnp = self.jax.numpy
+
+        def step(state, batch):
+            params, (m, v), count = state
+            loss, grads = self._grads(jnp, params, x[batch], t[batch])
+            if self.spec["optimizer"] == "sgd":
+                params = [(w - self.spec["lr"] * gw, b - self.spec["lr"] * gb)
+                          for (w, b), (gw, gb) in zip(params, grads)]
+                return (params, (m, v), count), loss
+            count = count + 1
+            lr_t = self.spec["lr"] * jnp.sqrt(1 - 0.999 ** count) / (1 - 0.9 ** count)
+            new_params, new_m, new_v = [], [], []
+            for (w, b), (gw, gb), (mw, mb), (vw, vb) in zip(params, grads, m, v):
+                pair_p, pair_m, pair_v = [], [], []
+                for p_, g_, m_, v_ in ((w, gw, mw, vw), (b, gb, mb, vb)):
+                    m_ = m_ + 0.1 * (g_ - m_)
+                    v_ = v_ + 0.001 * (g_ * g_ - v_)
+                    pair_p.append(p_ - lr_t * m_ / (jnp.sqrt(v_) + 1e-7))
+                    pair_m.append(m_)
+                    pair_v.append(v_)
+                new_params.append(tuple(pair_p))
+                new_m.append(tuple(pair_m))
+                new_v.append(tuple(pair_v))
+            return (new_params, (new_m, new_v), count), loss
+
+        return self.jax.lax.scan(step, state, order)
+
+    def epoch(self):
+        order = self.orders[self.count % 2]
+        self.count += 1
+        start = time.perf_counter()
+        if self.library == "numpy":
+            losses = [self._numpy_step(batch) for batch in order]
+        else:
+            self.state, losses = self.epoch_fn(self.state, self.x, self.t, order)
+            self.jax.block_until_ready(self.state)
+        seconds = time.perf_counter() - start
+        return seconds, float(np.mean(losses))
+
+    def _numpy_step(self, batch):
+        """The book's way: gradients, then in-place updates."""
+        loss, grads = self._grads(np, self.params, self.x[batch], self.t[batch])
+        lr = np.float32(self.spec["lr"])
+        if self.spec["optimizer"] == "adam":
+            self.adam_count = getattr(self, "adam_count", 0) + 1
+            lr = np.float32(lr * np.sqrt(1 - 0.999 ** self.adam_count) / (1 - 0.9 ** self.adam_count))
+        for (w, b), (gw, gb), (mw, mb), (vw, vb) in zip(self.params, grads, *self.slots):
+            for p_, g_, m_, v_ in ((w, gw, mw, vw), (b, gb, mb, vb)):
+                if self.spec["optimizer"] == "sgd":
+                    p_ -= lr * g_
+                else:
+                    m_ += np.float32(0.1) * (g_ - m_)
+                    v_ += np.float32(0.001) * (g_ * g_ - v_)
+                    p_ -= lr * m_ / (np.sqrt(v_) + np.float32(1e-7))
+        return loss
+
+
 def matmul_gflops(impl, n=2048, repeat=5):
     """The float32 matmul throughput this implementation's library reaches on an n×n product."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    if impl.startswith("plain-"):
+        impl = "xpnet-" + impl.split("-", 1)[1]  # the same library underneath
     if impl.startswith("torch"):
         import torch
 
@@ -241,6 +357,9 @@ def serve(impl):
                 if impl.startswith("torch"):
                     run = TorchRun("cuda" if impl == "torch-cuda" else "cpu", spec, sizes, batch_size, x, t)
                     device = run.device_name
+                elif impl.startswith("plain-"):
+                    run = PlainRun(impl.split("-", 1)[1], spec, sizes, batch_size, x, t)
+                    device = run.device
                 else:
                     run = XpnetRun(impl.split("-", 1)[1], spec, sizes, batch_size, x, t)
                     device = run.device

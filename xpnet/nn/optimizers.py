@@ -112,17 +112,26 @@ class Optimizer:
         count = namespace_of(state.count).asarray(state.count + 1)  # stays a 0-d array on NumPy
         slot_names = self.State._fields[2:]
         new_params, new_slots = {}, {slot: {} for slot in slot_names}
+        cast = {}  # dtype -> (hyperparameters, step count) in that dtype, made once per step
         for name, p in params.items():
             xp = namespace_of(p)
-            # Cast every hyperparameter to the parameter's dtype: float64 ones (NumPy scalars,
-            # arrays, JAX x64) would otherwise silently promote a float32 model.
-            hyper = {k: xp.asarray(v, dtype=p.dtype) for k, v in state.hyper.items()}
+            if p.dtype not in cast:
+                # Cast every hyperparameter to the parameter's dtype: float64 ones (NumPy scalars,
+                # arrays, JAX x64) would otherwise silently promote a float32 model.
+                step = xp.asarray(count, dtype=p.dtype)
+                hyper = {k: xp.asarray(v, dtype=p.dtype) for k, v in state.hyper.items()}
+                cast[p.dtype] = (self._per_step(xp, hyper, step), step)
+            hyper, step = cast[p.dtype]
             slots = {slot: getattr(state, slot)[name] for slot in slot_names}
-            step = xp.asarray(count, dtype=p.dtype)
             new_params[name], updated = self._step(xp, p, _grad_for(grads, name), slots, hyper, step)
             for slot in slot_names:
                 new_slots[slot][name] = updated[slot]
         return new_params, state._replace(count=count, **new_slots)
+
+    def _per_step(self, xp, hyper, t):
+        """The hyperparameters `_step` receives, plus whatever depends on the step `t` alone
+        (computed once per step, not once per parameter)."""
+        return hyper
 
     def _step(self, xp, w, g, slots, hyper, t):
         """(new w, new slots) for one parameter `w` with gradient `g` at step `t` (1 for the first)."""
@@ -232,12 +241,15 @@ class Adam(Optimizer):
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         super().__init__(lr=lr, beta1=beta1, beta2=beta2)
 
-    def _step(self, xp, w, g, slots, hyper, t):
+    def _per_step(self, xp, hyper, t):
         b1, b2 = hyper["beta1"], hyper["beta2"]
-        lr_t = hyper["lr"] * xp.sqrt(1 - b2**t) / (1 - b1**t)
-        m = slots["m"] + (1 - b1) * (g - slots["m"])
-        v = slots["v"] + (1 - b2) * (g * g - slots["v"])
-        return w - lr_t * m / (xp.sqrt(v) + EPS), {"m": m, "v": v}
+        return {**hyper, "lr_t": hyper["lr"] * xp.sqrt(1 - b2**t) / (1 - b1**t),
+                "1-beta1": 1 - b1, "1-beta2": 1 - b2}
+
+    def _step(self, xp, w, g, slots, hyper, t):
+        m = slots["m"] + hyper["1-beta1"] * (g - slots["m"])
+        v = slots["v"] + hyper["1-beta2"] * (g * g - slots["v"])
+        return w - hyper["lr_t"] * m / (xp.sqrt(v) + EPS), {"m": m, "v": v}
 
 
 #: Lower-case name -> optimizer class, the names of the book's `Trainer`.
