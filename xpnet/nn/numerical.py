@@ -37,26 +37,29 @@ def supports_structured_gradient(model):
         isinstance(layer, Affine) or getattr(layer, "elementwise", False) for layer in model.layers)
 
 
-def model_numerical_gradient(model, params, x, t, state=None, key=None, chunk_bytes=DEFAULT_CHUNK_BYTES):
+def model_numerical_gradient(model, params, x, t, state=None, key=None, weight_decay=None,
+                             chunk_bytes=DEFAULT_CHUNK_BYTES):
     """Central differences of `model.loss` in training mode (the book's `numerical_gradient`).
 
     Structured (below) when the net is Affine layers and elementwise activations; otherwise
     (BatchNorm, Dropout) each array goes through `numerical_gradient`: vmapped on JAX, the book's
     loop on NumPy/CuPy. `state` and `key` stay fixed, so every perturbed loss sees the same
-    Dropout mask and starts from the same BatchNorm state.
+    Dropout mask and starts from the same BatchNorm state; `weight_decay` overrides the model's λ.
     """
     if supports_structured_gradient(model):
-        return structured_numerical_gradient(model, params, x, t, chunk_bytes=chunk_bytes)
+        return structured_numerical_gradient(model, params, x, t, chunk_bytes=chunk_bytes,
+                                             weight_decay=weight_decay)
     xp = backend_of(x).xp
     grads = {}
     for name, value in params.items():
         def loss_of(array, name=name):
-            return model.loss({**params, name: array}, x, t, True, state, key)
+            return model.loss({**params, name: array}, x, t, True, state, key, weight_decay)
         grads[name] = numerical_gradient(loss_of, xp.array(value, copy=True))
     return grads
 
 
-def structured_numerical_gradient(model, params, x, t, h=H, chunk_bytes=DEFAULT_CHUNK_BYTES):
+def structured_numerical_gradient(model, params, x, t, h=H, chunk_bytes=DEFAULT_CHUNK_BYTES,
+                                  weight_decay=None):
     """Central-difference gradients of `model.loss(params, x, t)` for every entry of `params`."""
     if not supports_structured_gradient(model):
         raise ValueError(f"structured numerical gradient needs Affine layers, elementwise "
@@ -95,8 +98,8 @@ def structured_numerical_gradient(model, params, x, t, h=H, chunk_bytes=DEFAULT_
         total = backend.scatter_add(xp.zeros((d_in + 1, d_out), dtype=x.dtype), features, per_entry)
         total = total / (2 * h * n)
         grads[layer.weight], grads[layer.bias] = total[:d_in], total[d_in]
-    for name in model.decayed_weights():  # ½λw² changes by itself when w moves
-        w, lam = params[name], model.decay(params[name])
+    for name in model.decayed_weights(weight_decay):  # ½λw² changes by itself when w moves
+        w, lam = params[name], model.decay(params[name], weight_decay)
         grads[name] = grads[name] + (0.5 * lam * (w + step) ** 2 - 0.5 * lam * (w - step) ** 2) / (2 * step)
     return {name: grads[name] for name in params}
 

@@ -93,7 +93,8 @@ def make_train_step(model, optimizer, backend, key, gradient="backprop"):
                                                            state.weight_decay)
         else:  # eager: the structured numerical gradient runs compiled chunks of its own
             loss = loss_of(state.params, xb, tb, state.net_state, k, state.weight_decay)
-            grads = model_numerical_gradient(model, state.params, xb, tb, state.net_state, k)
+            grads = model_numerical_gradient(model, state.params, xb, tb, state.net_state, k,
+                                             state.weight_decay)
             net_state = state.net_state
             if net_state:  # BatchNorm: the training-mode forward pass updates the running values
                 net_state = model.forward(state.params, xb, True, net_state, k)[2]
@@ -116,7 +117,7 @@ def batch_order(seed, epoch, n, batch_size, backend):
 
 
 def run_epoch(step, state, x, t, order, on_batch=None):
-    """Apply `step` to every batch of `order` eagerly; returns (state, array of batch losses)."""
+    """Apply `step` to every batch of `order` eagerly; returns (state, list of batch losses)."""
     losses = []
     for i in range(order.shape[0]):
         state, loss = step(state, x, t, order, i)
