@@ -1,0 +1,51 @@
+"""The book's chapter-6 hyperparameter search (100 trials x 50 epochs of MultiLayerNet 6 x 100 on
+400 training images, 100 validation; xpnet.search) end to end, per executor: sequentially on
+NumPy, in local processes (NumPy), and as one vmapped program on JAX, all with pruning; plus the
+book's own loop (sequential NumPy, no pruning) as the reference. Each round starts from an empty
+study, so it includes opening the sqlite study, starting workers and compiling. With
+--benchmark-disable (CI) each case runs once on 4 trials x 2 epochs.
+"""
+import itertools
+
+import pytest
+
+from xpnet.backends import available_backends
+from xpnet.search import hyperparameter_search
+
+CASES = [  # (label, executor, backend, prune)
+    ("book loop", "sequential", "numpy", False),
+    ("sequential", "sequential", "numpy", True),
+    ("processes", "processes", "numpy", True),
+    ("vmap", "vmap", "jax", True),
+]
+
+
+@pytest.fixture(scope="module")
+def quick(request):
+    """True under --benchmark-disable: a smoke run of a tiny search."""
+    return bool(request.config.getoption("benchmark_disable"))
+
+
+@pytest.mark.parametrize("label, executor, backend, prune", CASES, ids=[c[0] for c in CASES])
+def test_search(benchmark, quick, tmp_path, label, executor, backend, prune):
+    ok, reason = available_backends()[backend]
+    if not ok:
+        pytest.skip(f"backend {backend} unavailable: {reason}")
+    trials, epochs = (4, 2) if quick else (100, 50)
+    rounds = itertools.count()
+    results = []
+
+    def run():
+        results.append(hyperparameter_search(
+            trials=trials, epochs=epochs, backend=backend, executor=executor, prune=prune,
+            out_dir=tmp_path / f"round{next(rounds)}", dataset="auto", progress=False))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    result = results[-1]
+    benchmark.extra_info.update(
+        suite="search", label=label, executor=result.executor, backend=backend, trials=trials,
+        epochs=epochs, prune=prune, seconds=result.seconds,
+        trials_per_second=result.trials_per_second,
+        pruned=sum(t["pruned"] for t in result.trials), best_val_acc=result.best["final_val_acc"],
+        dataset=result.config["dataset"])
+    assert result.ran == trials and len(result.trials) == trials

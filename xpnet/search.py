@@ -1,0 +1,625 @@
+"""The book's chapter-6 hyperparameter search, on Optuna: random search on a log scale.
+
+    result = hyperparameter_search(executor="vmap", backend="jax")   # 100 trials x 50 epochs
+    result.best, result.suggested, result.trials_per_second
+
+Each trial trains the book's MultiLayerNet (784, 6 x 100 ReLU, 10; He init; SGD, batch 100) with
+lr = 10^U(-6, -2) and weight decay λ = 10^U(-8, -4) on the first 500 training images, 20% of them
+held out for validation (never the test set), and records the validation and training accuracy
+after every epoch.
+
+The study lives in the parent process and in its storage (sqlite by default): trials are planned
+with Optuna's ask/tell, so a second run adds only the trials still missing. What crosses to a
+worker is a JSON-able spec (hyperparameters, data set, sizes, seeds, backend name); what comes
+back is a JSON-able result. Trials run through one concurrent.futures-style executor
+(`submit(fn, *args) -> future`): in this process ("sequential"), in local processes
+("processes"), on a Dask cluster ("dask"); or, on JAX, all trials at once as one compiled
+program vmapped over the hyperparameters ("vmap").
+
+Pruning stops hopeless trials: those whose learning rate is too small to learn anything in the
+epochs given. At epoch W = max(2, epochs // 10) a trial is pruned when its mean training loss has
+fallen by less than 0.1% per epoch since its first epoch (on the book's setup this prunes about
+half the trials, all of them at chance level after 50 epochs; validation accuracy is no early
+signal here, the best trials sit at 0.1 for 10 epochs). The rule travels in the JSON spec and is
+applied inside the trial, since a worker cannot talk to the study; the parent then reports the
+epochs run and tells the study the trial was pruned. It depends on the trial alone, so every
+executor prunes the same trials.
+"""
+import concurrent.futures
+import contextlib
+import functools
+import math
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from xpnet.backends import get_backend
+from xpnet.data import load_mnist, resolve_dataset, validation_split
+from xpnet.errors import XpnetError
+from xpnet.nn.models import MultiLayerNet
+from xpnet.nn.optimizers import SGD
+from xpnet.nn.training import batch_order, initial_train_state, make_train_step
+
+STUDY_NAME = "xpnet-hyperparameter-search"
+LR_RANGE = (1e-6, 1e-2)             # the book's 10^U(-6, -2)
+WEIGHT_DECAY_RANGE = (1e-8, 1e-4)   # the book's 10^U(-8, -4)
+HIDDEN = [100] * 6
+BATCH_SIZE = 100
+#: Pruning: the least relative fall of the mean training loss per epoch since the first epoch.
+MIN_LOSS_DROP_PER_EPOCH = 0.001
+EXECUTORS = ("sequential", "processes", "dask", "vmap")
+SAMPLERS = ("random", "tpe")
+TOP = 20            # trials plotted, as in the book
+DASK_TIMEOUT = 5    # seconds to reach a Dask scheduler
+
+
+class SearchResult(NamedTuple):
+    trials: list          # every finished trial of the study (dicts, see run_trial), by number
+    best: dict            # the trial with the best final validation accuracy (not pruned)
+    ranking: list         # trial numbers, best first (finished before pruned)
+    suggested: dict       # narrowed ranges: lr and weight_decay spanned by the best trials
+    ran: int              # trials run by this call (the others came from the storage)
+    seconds: float        # wall time of this call's trials, study bookkeeping included
+    trials_per_second: float
+    executor: str         # e.g. "processes (2 workers)"
+    backend: str
+    sampler: str
+    storage: str
+    config: dict          # what defines the study's trials (a resumed study must match)
+
+
+# --- executors: concurrent.futures style, submit(fn, *args) -> future -----------------------------
+
+class SequentialExecutor(concurrent.futures.Executor):
+    """Runs each call at once, in this process; `submit` returns a finished future."""
+
+    workers = 1
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def process_executor(workers=None):
+    """A pool of `workers` local processes (default: one per CPU), started by "spawn" since JAX is
+    not fork-safe, and started at once with the cores shared out: BLAS/OpenMP threads per worker
+    = CPUs // workers, unless the environment says otherwise (two workers of two spinning
+    OpenBLAS threads on two cores run 20 times slower). Each process loads
+    the data and compiles once, for all the trials it runs."""
+    workers = workers or os.cpu_count() or 1
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    limits = {name: threads for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+              if name not in os.environ}
+    pool = concurrent.futures.ProcessPoolExecutor(workers,
+                                                  mp_context=multiprocessing.get_context("spawn"))
+    with _environment(limits):
+        # A process spawns per submit while none is idle: one call each starts them all now.
+        concurrent.futures.wait([pool.submit(os.getpid) for _ in range(workers)])
+    pool.workers = workers
+    return pool
+
+
+@contextlib.contextmanager
+def _environment(values):
+    """os.environ with `values` set (for the processes started meanwhile), restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class DaskExecutor(concurrent.futures.Executor):
+    """The executor of a Dask cluster (`distributed.Client(address).get_executor()`); shutting it
+    down closes the client, not the cluster. Its workers need xpnet and the data set installed."""
+
+    def __init__(self, address, timeout=DASK_TIMEOUT):
+        try:
+            import distributed
+        except ImportError:
+            raise XpnetError("executor 'dask' needs dask.distributed: "
+                             "pip install 'xpnet[search]'") from None
+        try:
+            self.client = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise XpnetError(f"cannot reach the Dask scheduler at {address} within {timeout} s "
+                             f"({type(exc).__name__})") from None
+        self.address = address
+        self.workers = max(1, sum(self.client.nthreads().values()))
+        self._executor = self.client.get_executor(pure=False)
+
+    def submit(self, fn, /, *args, **kwargs):
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        self._executor.shutdown(wait=wait)
+        self.client.close()
+
+
+def make_executor(name, workers=None, dask_address=None):
+    """The executor called `name` ("sequential", "processes" or "dask")."""
+    if name == "sequential":
+        return SequentialExecutor()
+    if name == "processes":
+        return process_executor(workers)
+    if name == "dask":
+        return DaskExecutor(dask_address)
+    raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+
+
+# --- trials: JSON spec in, JSON result out ---------------------------------------------------------
+
+@functools.lru_cache(maxsize=4)
+def _split(dataset, train_size, validation_rate, seed):
+    """Host ((x_train, t_train), (x_val, t_val)): the first train_size training images, split."""
+    (x, t), _ = load_mnist(dataset=dataset)  # the test set is never looked at
+    if not BATCH_SIZE <= train_size <= len(x):
+        raise ValueError(f"train_size must be in {BATCH_SIZE}..{len(x)} for {dataset}, "
+                         f"got {train_size}")
+    split = validation_split(x[:train_size], t[:train_size], validation_rate, seed)
+    if len(split[0][0]) < BATCH_SIZE:
+        raise ValueError(f"{train_size} images less {validation_rate:.0%} for validation leave "
+                         f"less than one batch of {BATCH_SIZE}")
+    return split
+
+
+@functools.lru_cache(maxsize=4)
+def _device_data(dataset, train_size, validation_rate, seed, backend, dtype):
+    (x, t), (x_val, t_val) = _split(dataset, train_size, validation_rate, seed)
+    be = get_backend(backend)
+    return be.asarray(x, dtype), be.asarray(t), be.asarray(x_val, dtype), be.asarray(t_val)
+
+
+@functools.lru_cache(maxsize=None)
+def _epoch_program(backend, dtype, vmapped):
+    """epoch(state, x, t, order, x_val, t_val) -> (state, mean loss, train hits, val hits): one
+    epoch of SGD steps (a lax.scan on JAX) then both accuracy counts, compiled once per process. The
+    hyperparameters live in the state (lr in opt_state.hyper, λ in weight_decay), so one program
+    serves every trial; `vmapped` maps it over a leading trial axis of the state."""
+    be = get_backend(backend)
+    model = MultiLayerNet(784, HIDDEN, 10, weight_decay_lambda=1.0, backend=be, dtype=dtype).model
+    step = make_train_step(model, SGD(), be, be.key(0))
+
+    def epoch(state, x, t, order, x_val, t_val):
+        state, losses = be.scan(lambda s, i: step(s, x, t, order, i), state, order.shape[0])
+        return (state, losses.mean(), model.correct_count(state.params, x, t),
+                model.correct_count(state.params, x_val, t_val))
+
+    return be.jit(be.vmap(epoch, in_axes=(0,) + (None,) * 5) if vmapped else epoch)
+
+
+def _initial_state(spec, backend):
+    """The TrainState of a trial: He-init weights from the trial's seed (the same on every
+    backend), its lr in the optimizer state and its λ as an array."""
+    net = MultiLayerNet(784, HIDDEN, 10, weight_decay_lambda=spec["weight_decay"], backend=backend,
+                        seed=spec["trial_seed"], dtype=spec["dtype"])
+    optimizer = SGD()
+    state = initial_train_state(net, optimizer)
+    return state._replace(opt_state=optimizer.with_hyper(state.opt_state, lr=spec["lr"]))
+
+
+def prune_rule(epochs):
+    """The JSON pruning rule of a search of `epochs` epochs (see the module's docstring)."""
+    epoch = max(2, epochs // 10)
+    return {"epoch": epoch, "min_loss_drop": round(MIN_LOSS_DROP_PER_EPOCH * (epoch - 1), 6)}
+
+
+def _prunes(rule, epoch, losses):
+    """True when `rule` says a trial with these per-epoch mean losses is hopeless (NaN: too)."""
+    return (rule is not None and epoch == rule["epoch"]
+            and not 1 - losses[-1] / losses[0] >= rule["min_loss_drop"])
+
+
+def run_trial(spec):
+    """Train one trial (a JSON spec from the parent) in this process and return its JSON result:
+    number, lr, weight_decay, per-epoch train_loss, train_acc and val_acc (the epochs it ran),
+    final_val_acc, pruned, seconds. This is what pool and Dask workers run."""
+    return _train([spec], vmapped=False)[0]
+
+
+def run_trials(specs, on_epoch=None, on_done=None):
+    """Train trials alike but for number, lr, weight_decay and trial_seed as ONE program vmapped
+    over them (JAX), and return their results as `run_trial` does.
+
+    The trials share each epoch's batch order. Pruned trials are dropped from the program once a
+    quarter of its rows are pruned (until then they are computed and ignored; each new size
+    compiles once). `on_epoch(i, epoch, val_acc)` after each epoch a trial ran and `on_done(i,
+    result)` when it ends (i: its index in `specs`) are called while the next epoch computes (JAX
+    dispatches asynchronously), so the caller's bookkeeping overlaps the training.
+    """
+    return _train(specs, True, on_epoch, on_done)
+
+
+def _train(specs, vmapped, on_epoch=None, on_done=None):
+    start = time.perf_counter()
+    first, epochs = specs[0], specs[0]["epochs"]
+    be = get_backend(first["backend"])
+    data = _device_data(first["dataset"], first["train_size"], first["validation_rate"],
+                        first["seed"], be.name, first["dtype"])
+    n_train, n_val = data[0].shape[0], data[2].shape[0]
+    epoch_fn = _epoch_program(be.name, first["dtype"], vmapped)
+    if vmapped:
+        import jax
+
+        host = [_initial_state(spec, get_backend("numpy")) for spec in specs]
+        state = jax.tree_util.tree_map(lambda *leaves: be.asarray(np.stack(leaves)), *host)
+    else:
+        state = _initial_state(first, be)
+    results = [{"number": s["number"], "lr": s["lr"], "weight_decay": s["weight_decay"],
+                "train_loss": [], "train_acc": [], "val_acc": [], "pruned": False} for s in specs]
+
+    def finish(i):
+        results[i]["final_val_acc"] = results[i]["val_acc"][-1]
+        results[i]["seconds"] = time.perf_counter() - start  # shared with the program's others
+        return on_done, i, results[i]
+
+    rows = list(range(len(specs)))  # the trial of each row of `state`; None once pruned
+    calls = []                      # the callbacks of the last epoch
+    for epoch in range(1, epochs + 1):
+        order = batch_order(first["seed"], epoch, n_train, BATCH_SIZE, be)
+        state, *outputs = epoch_fn(state, *data[:2], order, *data[2:])
+        _call(calls)  # while this epoch computes
+        loss, train_hits, val_hits = (np.atleast_1d(be.to_numpy(a)) for a in outputs)
+        calls = []
+        for row, i in enumerate(rows):
+            if i is None:
+                continue
+            result = results[i]
+            result["train_loss"].append(float(loss[row]))
+            result["train_acc"].append(float(train_hits[row]) / n_train)
+            result["val_acc"].append(float(val_hits[row]) / n_val)
+            calls.append((on_epoch, i, epoch, result["val_acc"][-1]))
+            if _prunes(first["prune"], epoch, result["train_loss"]):
+                result["pruned"], rows[row] = True, None
+                calls.append(finish(i))
+        alive = [row for row, i in enumerate(rows) if i is not None]
+        if not alive:
+            break
+        if len(alive) <= 0.75 * len(rows):
+            keep = np.asarray(alive)
+            state = jax.tree_util.tree_map(lambda a: a[keep], state)
+            rows = [rows[row] for row in alive]
+    _call(calls + [finish(i) for i in rows if i is not None])
+    return results
+
+
+def _call(calls):
+    """Make the calls (fn, *args) whose fn is not None."""
+    for fn, *args in calls:
+        if fn is not None:
+            fn(*args)
+
+
+# --- the study -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _quiet_optuna():
+    """Optuna logs a line per trial; the search reports through its own progress bar."""
+    try:
+        import optuna
+    except ImportError:
+        raise XpnetError("the hyperparameter search needs optuna: "
+                         "pip install 'xpnet[search]'") from None
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield optuna
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def _sqlite_pragmas(connection, _record):
+    # WAL with synchronous=NORMAL: a commit no longer waits for an fsync (4 ms each here, and a
+    # search commits every epoch of every trial); the database stays consistent after a crash.
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+
+
+def _open_study(optuna, url, sampler, seed, config):
+    """The study STUDY_NAME in `url`, created or loaded; refused if its config differs."""
+    import sqlalchemy
+
+    try:
+        storage = optuna.storages.RDBStorage(url)
+        if storage.engine.name == "sqlite":
+            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+            storage.engine.dispose()
+        # Trials prune themselves (see the module's docstring): the study's pruner has no say.
+        study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="maximize",
+                                    pruner=optuna.pruners.NopPruner(), load_if_exists=True)
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        raise XpnetError(f"cannot open the study storage {url}: {exc}") from None
+    saved = study.user_attrs.get("config")
+    if saved is None:
+        study.set_user_attr("config", config)
+    elif saved != config:
+        diff = ", ".join(f"{k} {saved.get(k)!r} (now {config.get(k)!r})" for k in config
+                         if saved.get(k) != config.get(k))
+        raise XpnetError(f"the study in {url} was made with {diff}; use another out_dir or "
+                         "storage, or delete it")
+    # A seed of its own for each resumption: a resumed study must not replay its first trials.
+    sampler_seed = int(np.random.SeedSequence([seed, len(study.trials)]).generate_state(1)[0])
+    study.sampler = (optuna.samplers.RandomSampler(seed=sampler_seed) if sampler == "random"
+                     else optuna.samplers.TPESampler(seed=sampler_seed))
+    return study, storage
+
+
+def _trial_dict(frozen):
+    val = [frozen.intermediate_values[e] for e in sorted(frozen.intermediate_values)]
+    return {"number": frozen.number, "lr": frozen.params["lr"],
+            "weight_decay": frozen.params["weight_decay"],
+            "train_loss": frozen.user_attrs.get("train_loss", []),
+            "train_acc": frozen.user_attrs.get("train_acc", []), "val_acc": val,
+            "final_val_acc": val[-1] if val else frozen.value,
+            "pruned": frozen.state.name == "PRUNED", "seconds": frozen.user_attrs.get("seconds")}
+
+
+def _ranking(trials):
+    """Trials best first: by final validation accuracy, finished ones before pruned ones."""
+    return sorted(trials, key=lambda t: (not t["pruned"], t["final_val_acc"]), reverse=True)
+
+
+def suggest_ranges(ranked):
+    """The lr and λ ranges spanned by the best tenth of the trials (at least 2, at most TOP):
+    the narrowed search space the book's next round would use."""
+    best = ranked[:min(TOP, max(2, math.ceil(len(ranked) / 10)))]
+    out = {"from_best": len(best)}
+    for name in ("lr", "weight_decay"):
+        values = [t[name] for t in best]
+        out[name] = [min(values), max(values)]
+        out[f"log10_{name}"] = [math.log10(min(values)), math.log10(max(values))]
+    return out
+
+
+def hyperparameter_search(trials=None, epochs=None, backend=None, executor=None, dask_address=None,
+                          sampler="random", prune=True, storage=None, out_dir=".", seed=0,
+                          dataset="auto", train_size=500, validation_rate=0.2, quick=False,
+                          progress=None, parallel=None, dtype="float32"):
+    """Run the book's hyperparameter search until the study holds `trials` finished trials.
+
+    trials/epochs: default 100 x 50 (the book), 8 x 5 with `quick`.
+    executor: "processes" (the default; "dask" when dask_address is given), "sequential", "dask"
+      or "vmap" (JAX only), or any concurrent.futures executor (yours to shut down).
+    sampler: "random" (the book's method, seeded) or "tpe" (Bayesian optimisation).
+    prune: stop hopeless trials early (`prune_rule`).
+    storage: an Optuna storage URL, default sqlite:///<out_dir>/search.db.
+    parallel: trials in flight (default: the executor's workers; vmap: all missing trials in one
+      program with the random sampler, groups of 10 with TPE, so that it learns between them).
+    dtype: of weights and data (float64 makes the backends agree to the last digit).
+    Returns a SearchResult; `seconds` and `trials_per_second` cover this call's trials, workers'
+    start, compilation and the study's bookkeeping included.
+    """
+    trials = trials if trials is not None else (8 if quick else 100)
+    epochs = epochs if epochs is not None else (5 if quick else 50)
+    if int(trials) != trials or trials < 1 or int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"trials and epochs must be positive integers, got {trials} and {epochs}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    executor = executor or ("dask" if dask_address else "processes")
+    if isinstance(executor, str) and executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if dask_address and executor != "dask":
+        raise ValueError(f"dask_address is for executor 'dask', not {executor!r}")
+    if executor == "dask" and not dask_address:
+        raise ValueError("executor 'dask' needs dask_address (the scheduler, e.g. tcp://host:8786)")
+    be = get_backend(backend)
+    if executor == "vmap" and be.name != "jax":
+        raise XpnetError(f"executor 'vmap' compiles the trials into one program with jax.vmap "
+                         f"and needs backend 'jax', not {be.name!r}")
+    rule = prune_rule(epochs) if prune else None
+    config = {"epochs": epochs, "dataset": resolve_dataset(dataset), "train_size": train_size,
+              "validation_rate": validation_rate, "seed": seed, "dtype": dtype, "hidden": HIDDEN,
+              "batch_size": BATCH_SIZE, "prune": rule, "lr_range": list(LR_RANGE),
+              "weight_decay_range": list(WEIGHT_DECAY_RANGE)}
+    if storage is None:
+        try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise XpnetError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
+        storage = f"sqlite:///{Path(out_dir).resolve() / 'search.db'}"
+
+    with _quiet_optuna() as optuna:
+        study, opened = _open_study(optuna, storage, sampler, seed, config)
+        try:
+            finished = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+            missing = max(0, trials - len(study.get_trials(deepcopy=False, states=finished)))
+            plan = functools.partial(_plan, config=config, backend=be.name)
+            start = time.perf_counter()
+            with tqdm(total=missing * epochs, unit="trial-epoch", desc="hyperparameter search",
+                      disable=None if progress is None else not progress, leave=False) as bar:
+                label = _execute(study, missing, executor, parallel, dask_address, sampler, plan,
+                                 epochs, bar)
+            seconds = time.perf_counter() - start
+            done = [_trial_dict(t) for t in study.get_trials(deepcopy=False, states=finished)]
+        finally:
+            opened.engine.dispose()
+    ranked = _ranking(done)
+    complete = [t for t in ranked if not t["pruned"]]
+    return SearchResult(
+        trials=sorted(done, key=lambda t: t["number"]), best=complete[0] if complete else ranked[0],
+        ranking=[t["number"] for t in ranked], suggested=suggest_ranges(ranked), ran=missing,
+        seconds=seconds, trials_per_second=missing / seconds if missing else 0.0,
+        executor=label, backend=be.name, sampler=sampler, storage=storage, config=config)
+
+
+def _plan(trial, config, backend):
+    """The JSON spec of an asked trial: the sampler's lr and λ plus everything else it needs."""
+    return {"number": trial.number, "lr": trial.suggest_float("lr", *LR_RANGE, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", *WEIGHT_DECAY_RANGE, log=True),
+            "trial_seed": int(np.random.SeedSequence([config["seed"], trial.number])
+                              .generate_state(1)[0]),
+            "backend": backend, **{k: config[k] for k in ("epochs", "dataset", "train_size",
+                                                         "validation_rate", "seed", "dtype", "prune")}}
+
+
+def _execute(study, missing, executor, parallel, dask_address, sampler, plan, epochs, bar):
+    """Run the `missing` trials the way `executor` says; returns a description of it."""
+    if executor == "vmap":
+        group = parallel or (missing if sampler == "random" else 10) or 1
+        _run_vmapped(study, missing, group, plan, bar)
+        return f"vmap (up to {group} trials per program)"
+    if not isinstance(executor, str):  # the caller's own executor
+        workers = parallel or getattr(executor, "_max_workers", 1)
+        _run_pooled(study, executor, missing, 2 * workers, plan, epochs, bar)
+        return type(executor).__name__
+    if not missing:
+        return executor
+    pool = make_executor(executor, parallel, dask_address)
+    workers = parallel or pool.workers
+    try:
+        # Sequential: tell each trial before asking the next (TPE learns from all). Pools: two
+        # per worker keep the workers busy while the parent tells the study.
+        in_flight = 1 if executor == "sequential" else 2 * workers
+        _run_pooled(study, pool, missing, in_flight, plan, epochs, bar)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return f"{executor} ({workers} worker{'s' * (workers > 1)})"
+
+
+def _finish(study, trial, result):
+    """Keep a trial's training curves and tell the study how it ended."""
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("train_loss", result["train_loss"])
+    trial.set_user_attr("train_acc", result["train_acc"])
+    trial.set_user_attr("seconds", result["seconds"])
+    if result["pruned"]:
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, result["final_val_acc"])
+
+
+def _fail(study, trials):
+    from optuna.trial import TrialState
+
+    for trial in trials:
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def _run_pooled(study, pool, missing, in_flight, plan, epochs, bar):
+    """Ask/tell through an executor: keep `in_flight` trials submitted; as each returns, report
+    its validation accuracy per epoch and tell the study."""
+    running, asked = {}, 0
+    try:
+        while asked < missing or running:
+            while asked < missing and len(running) < in_flight:
+                trial = study.ask()
+                running[pool.submit(run_trial, plan(trial))] = trial
+                asked += 1
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                trial = running.pop(future)
+                for epoch, acc in enumerate(result["val_acc"], start=1):
+                    trial.report(acc, epoch)
+                _finish(study, trial, result)
+                bar.update(epochs)
+    except BaseException:
+        for future in running:
+            future.cancel()
+        _fail(study, running.values())
+        raise
+
+
+def _run_vmapped(study, missing, group, plan, bar):
+    """Ask `group` trials at a time and train each group as one vmapped program, in this process;
+    its epochs are reported to the study while the next ones compute."""
+    while missing > 0:
+        asked = [study.ask() for _ in range(min(group, missing))]
+        specs = [plan(trial) for trial in asked]
+        epochs = specs[0]["epochs"]
+
+        def on_epoch(i, epoch, acc):
+            asked[i].report(acc, epoch)
+            bar.update(1)
+
+        def on_done(i, result):
+            _finish(study, asked[i], result)
+            bar.update(epochs - len(result["val_acc"]))
+
+        try:
+            run_trials(specs, on_epoch, on_done)
+        except BaseException:
+            _fail(study, asked)
+            raise
+        missing -= len(asked)
+
+
+# --- the experiment: numbers (JSON) and the book's plot of the best 20 (PNG) ------------------------
+
+def plot_best(result, top=TOP):
+    """The book's figure: one small panel per best trial, validation accuracy solid, training
+    accuracy dashed, against the epoch."""
+    from matplotlib.figure import Figure
+
+    by_number = {t["number"]: t for t in result.trials}
+    best = [by_number[n] for n in result.ranking[:top]]
+    cols = 5
+    rows = max(1, math.ceil(len(best) / cols))
+    figure = Figure(figsize=(2.4 * cols, 2.1 * rows + 0.6), layout="constrained")
+    for k, trial in enumerate(best):
+        ax = figure.add_subplot(rows, cols, k + 1)
+        x = np.arange(1, len(trial["val_acc"]) + 1)
+        ax.plot(x, trial["val_acc"], label="validation")
+        ax.plot(x, trial["train_acc"], "--", label="train")
+        ax.set_xlim(1, max(2, result.config["epochs"]))
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xticks([])
+        if k % cols:
+            ax.set_yticks([])
+        pruned = " (pruned)" if trial["pruned"] else ""
+        ax.set_title(f"Best-{k + 1}: val {trial['final_val_acc']:.2f}{pruned}\n"
+                     f"lr {trial['lr']:.1e}, λ {trial['weight_decay']:.1e}", fontsize=7)
+    s = result.suggested
+    figure.suptitle(f"{len(result.trials)} trials: validation (solid) and training (dashed) "
+                    f"accuracy of the best {len(best)}; suggested lr 10^[{s['log10_lr'][0]:.1f}, "
+                    f"{s['log10_lr'][1]:.1f}], λ 10^[{s['log10_weight_decay'][0]:.1f}, "
+                    f"{s['log10_weight_decay'][1]:.1f}]", fontsize=9)
+    return figure
+
+
+def summarize(result):
+    """A few lines for the terminal: what ran, the best trial, the narrowed ranges."""
+    best, s = result.best, result.suggested
+    pruned = sum(t["pruned"] for t in result.trials)
+    return "\n".join([
+        f"{len(result.trials)} trials ({pruned} pruned) of {result.config['epochs']} epochs; "
+        f"{result.ran} run now with {result.executor} on {result.backend} in {result.seconds:.1f} s "
+        f"({result.trials_per_second:.2f} trials/s)",
+        f"best: val acc {best['final_val_acc']:.3f} with lr {best['lr']:.3g}, "
+        f"weight decay {best['weight_decay']:.3g} (trial {best['number']})",
+        f"suggested (the best {s['from_best']}): lr 10^{s['log10_lr'][0]:.1f} .. "
+        f"10^{s['log10_lr'][1]:.1f}, weight decay 10^{s['log10_weight_decay'][0]:.1f} .. "
+        f"10^{s['log10_weight_decay'][1]:.1f}"])
+
+
+def hyperparameter_search_experiment(backend=None, dataset="auto", out_dir=".", quick=False, seed=0,
+                                     progress=None, **options):
+    """Run `hyperparameter_search` (options: executor, dask_address, sampler, trials, epochs, ...)
+    and save hyperparameter-search.json and .png in `out_dir`."""
+    from xpnet.experiments.common import save_result
+
+    started = time.perf_counter()
+    result = hyperparameter_search(backend=backend, dataset=dataset, out_dir=out_dir, quick=quick,
+                                   seed=seed, progress=progress, **options)
+    numbers = {"config": result.config, "executor": result.executor, "backend": result.backend,
+               "sampler": result.sampler, "storage": result.storage, "ran": result.ran,
+               "search_seconds": result.seconds, "trials_per_second": result.trials_per_second,
+               "best": result.best, "suggested": result.suggested, "ranking": result.ranking,
+               "trials": result.trials}
+    return save_result("hyperparameter-search", summarize(result), numbers, plot_best(result),
+                       out_dir, started)
