@@ -246,3 +246,14 @@ def test_trainer_keeps_the_books_history_lists(capsys):
     out = capsys.readouterr().out
     assert out.count("=== epoch") == 3 and "Final Test Accuracy" in out
     assert result.epochs[-1].test_acc == trainer.test_acc_list[-1]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    """Checkpoints are written through a temporary file; the result is not left private (0600)."""
+    import os
+
+    path = tmp_path / "run.npz"
+    save_checkpoint(path, {"w": np.zeros(2)}, {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -14,6 +14,7 @@ def atomic_write(path, mode="wb"):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a new file should get the usual mode
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -24,6 +25,12 @@ def atomic_write(path, mode="wb"):
             os.remove(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder):
