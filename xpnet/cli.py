@@ -1,4 +1,4 @@
-"""The `xpnet` command line: `xpnet train`, `xpnet gradcheck`, `xpnet info` (also `python -m xpnet ...`)."""
+"""The `xpnet` command line: `xpnet train`, `xpnet gradcheck`, `xpnet experiment`, `xpnet info` (also `python -m xpnet ...`)."""
 import argparse
 import json
 import os
@@ -71,6 +71,33 @@ def _parser():
                        help="relative error accepted on top of the loss's rounding (default: 1e-5 "
                             "for float64, 1e-2 for float32)")
     check.set_defaults(run=_gradcheck)
+
+    from xpnet.experiments import EXPERIMENTS
+
+    run = commands.add_parser(
+        "experiment", help="run one of the book's chapter-6 experiments; save its numbers and plot",
+        description="Run one of the book's chapter-6 comparisons and save <out>/NAME.json (the "
+                    "numbers) and <out>/NAME.png (the figure); print what it found.")
+    run.add_argument("name", nargs="?", metavar="NAME", help=f"one of: {', '.join(EXPERIMENTS)}")
+    run.add_argument("--list", action="store_true", help="list the experiments and exit")
+    _add_data_args(run)
+    run.add_argument("--out", default=".", metavar="DIR", help="where to save NAME.json and NAME.png "
+                                                               "(default: the current directory)")
+    run.add_argument("--quick", action="store_true", help="a smaller run of a few seconds (fewer "
+                                                          "iterations, epochs or weight scales)")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="show a progress bar (default: when stderr is a terminal)")
+    search = run.add_argument_group("hyperparameter-search options")
+    search.add_argument("--trials", type=_positive_int, help="trials in the study (default: 100)")
+    search.add_argument("--epochs", type=_positive_int, help="epochs per trial (default: 50)")
+    search.add_argument("--executor", choices=("sequential", "processes", "dask", "vmap"),
+                        help="where trials run (default: local processes; vmap: all trials as "
+                             "one compiled program, jax only)")
+    search.add_argument("--sampler", choices=("random", "tpe"),
+                        help="random: the book's method (default); tpe: Bayesian optimisation")
+    search.add_argument("--dask", dest="dask_address", metavar="ADDRESS",
+                        help="run the trials on the Dask cluster at ADDRESS (tcp://host:8786)")
+    run.set_defaults(run=_experiment)
 
     info = commands.add_parser("info", help="list backends, devices and versions")
     info.set_defaults(run=_info)
@@ -262,6 +289,41 @@ def _gradcheck(args):
               "across it, the central difference is not the derivative. Try --activation sigmoid "
               "or a smaller --batch-size.")
     return 0 if result.passed else 1
+
+
+def _experiment(args):
+    import time
+
+    from xpnet.data import resolve_dataset
+    from xpnet.experiments import EXPERIMENTS
+
+    if args.list:
+        for name, fn in EXPERIMENTS.items():
+            print(f"{name:<24}{(fn.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if args.name is None:
+        raise XpnetError("give an experiment NAME (xpnet experiment --list shows them)")
+    if args.name not in EXPERIMENTS:
+        raise XpnetError(f"unknown experiment {args.name!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    options = {k: getattr(args, k) for k in ("trials", "epochs", "executor", "sampler", "dask_address")
+               if getattr(args, k) is not None}
+    if options and args.name != "hyperparameter-search":
+        raise XpnetError(f"--{next(iter(options)).replace('_address', '')} is an option of "
+                         "hyperparameter-search only")
+    backend = get_backend(args.backend)  # a bad backend or data set fails before anything runs
+    dataset = resolve_dataset(args.dataset)
+    print(f"experiment {args.name} on {backend.name}{' (quick)' if args.quick else ''}")
+    started = time.perf_counter()
+    result = EXPERIMENTS[args.name](backend=backend.name, dataset=dataset, out_dir=args.out,
+                                    quick=args.quick, seed=args.seed, progress=args.progress,
+                                    **options)
+    if result.numbers.get("dataset_description"):  # the experiments that train on data
+        auto = " (auto: the MNIST files are not present)" if args.dataset == "auto" and dataset != "mnist" else ""
+        print(f"dataset: {result.numbers['dataset_description']}{auto}")
+    print(result.summary)
+    print(f"time: {time.perf_counter() - started:.2f} s")
+    print(f"saved: {result.json}\n       {result.png}")
+    return 0
 
 
 def _write_atomically(path, text):

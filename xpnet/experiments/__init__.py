@@ -20,3 +20,12 @@ def experiment(name):
 
 
 __all__ = ["EXPERIMENTS", "ExperimentResult", "experiment", "save_result"]
+
+# The experiments register themselves on import (after EXPERIMENTS exists), in the book's order.
+from xpnet.experiments import optimizers, weight_init, batchnorm, regularization  # noqa: E402,F401
+
+# `hyperparameter-search` (figure 6-24) lives in xpnet.search, with the search itself (Optuna and
+# Dask are imported only when a search runs).
+from xpnet.search import hyperparameter_search_experiment  # noqa: E402
+
+EXPERIMENTS["hyperparameter-search"] = hyperparameter_search_experiment
