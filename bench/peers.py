@@ -87,6 +87,14 @@ def available(impl):
 
 # --- inside the worker -----------------------------------------------------------------------
 
+def host_order(epoch, n, batch_size):
+    """Epoch `epoch`'s batches as a NumPy array: the order xpnet's `fit` draws, for the peers."""
+    from xpnet import get_backend
+    from xpnet.nn.training import batch_order
+
+    return batch_order(SEED, epoch, n, batch_size, get_backend("numpy"))
+
+
 def load_data(dataset, limit):
     from xpnet.data import load_dataset
 
@@ -161,15 +169,10 @@ class TorchRun:
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec["lr"], eps=1e-7)
         self.x = torch.from_numpy(x).to(self.device)
         self.t = torch.from_numpy(t).to(self.device)
-        self.orders = [torch.from_numpy(self._order(e, len(x), batch_size)).to(self.device) for e in (1, 2)]
+        self.orders = [torch.from_numpy(host_order(e, len(x), batch_size).astype(np.int64)).to(self.device)
+                       for e in (1, 2)]
         self.compile_seconds, self.count = None, 0
         self.device_name = str(self.device)
-
-    @staticmethod
-    def _order(epoch, n, batch_size):
-        n_batches = n // batch_size  # the same order xpnet's batch_order draws
-        order = np.random.default_rng([SEED, epoch]).permutation(n)[: n_batches * batch_size]
-        return order.reshape(n_batches, batch_size).astype(np.int64)
 
     def _sync(self):
         if self.device.type == "cuda":
@@ -204,7 +207,7 @@ class PlainRun:
         self.n_layers = len(sizes) - 1
         params = [(host[f"W{i}"].astype(np.float32), host[f"b{i}"].astype(np.float32))
                   for i in range(1, len(sizes))]
-        order = [TorchRun._order(e, len(x), batch_size).astype(np.int32) for e in (1, 2)]
+        order = [host_order(e, len(x), batch_size) for e in (1, 2)]
         self.spec, self.library, self.count, self.compile_seconds = spec, library, 0, None
         if library == "numpy":
             self.params, self.x, self.t, self.orders = params, x, t, order
