@@ -49,11 +49,14 @@ class Backend:
         """carry, ys = fn(carry, i) for i in 0..length-1; returns the last carry and the stacked ys.
 
         A Python loop here; `jax.lax.scan` on JAX, so a whole epoch compiles into one program.
+        Like lax.scan, `y` may be a list or tuple of arrays: each position is stacked.
         """
         ys = []
         for i in range(length):
             carry, y = fn(carry, i)
             ys.append(y)
+        if isinstance(ys[0], (list, tuple)):
+            return carry, type(ys[0])(self.xp.stack(column) for column in zip(*ys))
         return carry, self.xp.stack(ys)
 
     # Randomness from explicit keys, so a compiled step is pure and a run can be replayed

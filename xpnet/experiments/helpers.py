@@ -6,7 +6,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from xpnet.backends import get_backend, namespace_of
+from xpnet.backends import get_backend
 from xpnet.data import load_dataset
 from xpnet.nn.training import batch_order, initial_train_state, make_train_step
 
@@ -82,7 +82,6 @@ def train_groups(backend, groups, x, t, orders, evals=(), seed=0, progress=None,
                       len(g.states)) for g in groups]
     counters = [_batched(backend, lambda s, ex, et, m=g.model: m.correct_count(s.params, ex, et, s.net_state),
                          "count", len(g.states)) for g in groups]
-    scan = backend.scan if backend.compiles else _loop_scan
 
     def evaluate(states, evals):  # per group: (nets, evals) correct counts
         return [xp.stack([count(s, ex, et) for ex, et in evals], axis=-1) if evals
@@ -95,7 +94,7 @@ def train_groups(backend, groups, x, t, orders, evals=(), seed=0, progress=None,
             out = [step(s, x, t, order, i) for step, s in zip(steps, states)]
             return [o[0] for o in out], [o[1] for o in out]
 
-        states, losses = scan(body, states, order.shape[0])
+        states, losses = backend.scan(body, states, order.shape[0])
         return states, losses, evaluate(states, evals)
 
     def host(per_group):  # a list of device arrays -> host arrays
@@ -142,15 +141,6 @@ def _stack(backend, states):
     import jax
 
     return jax.tree_util.tree_map(lambda *leaves: backend.xp.stack(leaves), *states)
-
-
-def _loop_scan(fn, carry, length):
-    """`lax.scan` for eager backends; `fn` returns a list of arrays (one per group)."""
-    ys = []
-    for i in range(length):
-        carry, y = fn(carry, i)
-        ys.append(y)
-    return carry, [namespace_of(column[0]).stack(column) for column in zip(*ys)]
 
 
 def smooth(values, window):
