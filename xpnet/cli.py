@@ -72,13 +72,12 @@ def _parser():
                             "for float64, 1e-2 for float32)")
     check.set_defaults(run=_gradcheck)
 
-    from xpnet.experiments import EXPERIMENTS
-
     run = commands.add_parser(
         "experiment", help="run one of the book's chapter-6 experiments; save its numbers and plot",
         description="Run one of the book's chapter-6 comparisons and save <out>/NAME.json (the "
                     "numbers) and <out>/NAME.png (the figure); print what it found.")
-    run.add_argument("name", nargs="?", metavar="NAME", help=f"one of: {', '.join(EXPERIMENTS)}")
+    # the registry is imported when an experiment runs, not at every start of `xpnet`
+    run.add_argument("name", nargs="?", metavar="NAME", help="the experiment (see --list)")
     run.add_argument("--list", action="store_true", help="list the experiments and exit")
     _add_data_args(run)
     run.add_argument("--out", default=".", metavar="DIR", help="where to save NAME.json and NAME.png "
