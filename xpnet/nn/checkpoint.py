@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 
+from xpnet.backends import backend_of
 from xpnet.errors import DataError
 from xpnet.files import atomic_write
 
@@ -21,7 +22,7 @@ def save_checkpoint(path, tree, meta):
     """Write the arrays of `tree` (dicts, NamedTuples and arrays) and the JSON-able `meta`."""
     arrays = {}
     _flatten(tree, "", arrays)
-    arrays = {name: np.asarray(_to_host(value)) for name, value in arrays.items()}
+    arrays = {name: backend_of(value).to_numpy(value) for name, value in arrays.items()}
     arrays[_META] = np.array(json.dumps({"format": FORMAT, **meta}))
     with atomic_write(path, "wb") as f:
         np.savez(f, allow_pickle=False, **arrays)
@@ -67,10 +68,6 @@ def _some(names, shown=4):
     if not names:
         return "nothing"
     return str(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
-
-
-def _to_host(value):
-    return value.get() if hasattr(value, "get") and not isinstance(value, np.ndarray) else value
 
 
 def _flatten(tree, prefix, out):
