@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from xpnet.backends import available_backends
+from xpnet.backends import available_backends, get_backend
 from xpnet.errors import DataError
 from xpnet.nn import OPTIMIZERS, SGD, Adam, MultiLayerNet, MultiLayerNetExtend, TwoLayerNet, make_optimizer
 from xpnet.nn.checkpoint import _flatten, load_checkpoint, save_checkpoint
@@ -257,3 +257,17 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_batch_orders_hold_each_sample_once_in_the_backends_index_dtype(backend):
+    from xpnet.nn.training import batch_order
+
+    order = batch_order(3, 2, 1050, 100, backend)
+    assert order.shape == (10, 100) and order.dtype == backend.index_dtype
+    indices = backend.to_numpy(order).ravel()
+    assert len(set(indices.tolist())) == 1000 and indices.min() >= 0 and indices.max() < 1050
+    # the same (seed, epoch) gives the same order on every backend; another epoch another one
+    assert np.array_equal(indices, batch_order(3, 2, 1050, 100, get_backend("numpy")).ravel())
+    assert not np.array_equal(indices, backend.to_numpy(batch_order(3, 3, 1050, 100, backend)).ravel())
+    if backend.name == "numpy":  # NumPy gathers with intp indices without converting them first
+        assert order.dtype == np.intp

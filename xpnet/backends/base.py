@@ -14,6 +14,9 @@ class Backend:
     mutable_arrays = True
     #: True where `jit` compiles (JAX): the first call of a jitted function pays for compilation.
     compiles = False
+    #: dtype of index arrays (batch orders): the one NumPy/CuPy fancy indexing uses without first
+    #: converting (an int32 index costs NumPy a copy per gather); JAX's own is int32.
+    index_dtype = np.dtype(np.intp)
 
     def __init__(self, xp):
         self.xp = xp

@@ -11,6 +11,7 @@ class JaxBackend(Backend):
     name = "jax"
     mutable_arrays = False
     compiles = True
+    index_dtype = np.dtype(np.int32)
 
     def __init__(self):
         import jax

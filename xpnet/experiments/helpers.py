@@ -76,7 +76,7 @@ def train_groups(backend, groups, x, t, orders, evals=(), seed=0, progress=None,
     xp = backend.xp
     x, t = backend.asarray(x, "float32"), backend.asarray(t)
     evals = [(backend.asarray(ex, "float32"), backend.asarray(et)) for ex, et in evals]
-    orders_device = backend.asarray(np.asarray(orders, dtype=np.int32))
+    orders_device = backend.asarray(np.asarray(orders), dtype=backend.index_dtype)
     key = backend.key(seed)
     steps = [_batched(backend, make_train_step(g.model, g.optimizer, backend, key), "step",
                       len(g.states)) for g in groups]

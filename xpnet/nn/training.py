@@ -113,7 +113,7 @@ def batch_order(seed, epoch, n, batch_size, backend):
     """
     n_batches = n // batch_size
     order = np.random.default_rng([seed, epoch]).permutation(n)[: n_batches * batch_size]
-    return backend.asarray(order.reshape(n_batches, batch_size).astype(np.int32))
+    return backend.asarray(order.reshape(n_batches, batch_size), dtype=backend.index_dtype)
 
 
 def run_epoch(step, state, x, t, order, on_batch=None):
