@@ -3,8 +3,8 @@
     python bench/report.py bench/results/latest.json [--out-dir DIR] [--stem NAME]
 
 writes DIR/NAME.md and DIR/NAME.png (by default next to the JSON, with its stem) and prints the
-Markdown. Entries are told apart by extra_info["suite"]: "epoch", "matmul-peak", "scaling" and
-"gradient"; entries of any other suite (or none) are ignored.
+Markdown. Entries are told apart by extra_info["suite"]: "epoch", "matmul-peak", "scaling",
+"gradient" and "search"; entries of any other suite (or none) are ignored.
 """
 import argparse
 import json
@@ -12,12 +12,16 @@ import sys
 from pathlib import Path
 from statistics import median
 
-SUITES = ("epoch", "matmul-peak", "scaling", "gradient")
+SUITES = ("epoch", "matmul-peak", "scaling", "gradient", "search")
 MODELS = {"A": "TwoLayerNet 784-50-10, sigmoid, SGD",
           "B": "784-100×5-10, ReLU, He init, Adam"}
 IMPLS = ("xpnet-numpy", "xpnet-jax", "xpnet-cupy", "torch-cpu", "torch-cuda")
 AXES = {"batch_size": "batch size", "hidden": "hidden width"}
 REFERENCE = "book loop (numpy)"
+#: The search suite's labels: the book's loop (sequential NumPy, no pruning) and the same pruned
+#: trials one after another on NumPy, which the parallel executors are measured against.
+SEARCH_BOOK, SEARCH_SEQUENTIAL = "book loop", "sequential"
+SEARCH_SECONDS, SEARCH_SPEEDUP = 60.0, 3.0  # targets: the whole search, and vs SEARCH_SEQUENTIAL
 # (device kind, impl, model) -> [(what the time is divided by, the most it may be)]
 TARGETS = {
     ("cpu", "xpnet-numpy", "A"): [("torch", 0.60)],
@@ -178,6 +182,35 @@ def gradient_rows(results):
             for label, t in sorted(times.items(), key=lambda item: -item[1])]
 
 
+def search_rows(results):
+    """[row per search label]: its time (the search's own clock), trials/s, ratios and targets."""
+    times = {str(e.get("label", "?")): e for e in results["search"]}
+    seconds = {label: e["seconds"] if _number(e.get("seconds")) else e["median"]
+               for label, e in times.items()}
+    rows = []
+    for label, e in times.items():
+        t = seconds[label]
+        speedup = {ref: seconds[ref] / t if ref in seconds else None
+                   for ref in (SEARCH_BOOK, SEARCH_SEQUENTIAL)}
+        target = None
+        if label not in (SEARCH_BOOK, SEARCH_SEQUENTIAL):
+            goals = [f"≤ {SEARCH_SECONDS:.0f} s: " + ("met" if t <= SEARCH_SECONDS else "missed")]
+            if speedup[SEARCH_SEQUENTIAL] is not None:
+                up = speedup[SEARCH_SEQUENTIAL]
+                goals.append(f"≥ {SEARCH_SPEEDUP:.0f}× sequential: "
+                             + ("met" if up >= SEARCH_SPEEDUP else f"missed ({ratio(up)})"))
+            target = "; ".join(goals)
+        flops = e.get("flops")
+        rows.append({"label": label, "executor": e.get("executor", "?"),
+                     "backend": e.get("backend", "?"), "seconds": t,
+                     "trials_per_second": e.get("trials_per_second"),
+                     "trial_epochs": e.get("trial_epochs"), "pruned": e.get("pruned"),
+                     "gflops": flops / t / 1e9 if _number(flops) and t > 0 else None,
+                     "vs_book": speedup[SEARCH_BOOK], "vs_sequential": speedup[SEARCH_SEQUENTIAL],
+                     "target": target})
+    return sorted(rows, key=lambda r: -r["seconds"])
+
+
 # ---------------------------------------------------------------- formatting
 
 
@@ -257,6 +290,7 @@ def markdown(results, png_name=None):
     out += _epoch_section(results, {kind: e["gflops"] for kind, e in best.items()})
     out += _gradient_section(results)
     out += _scaling_section(results)
+    out += _search_section(results)
     if not any(results[s] for s in SUITES):
         out += ["", "No entries of a known suite (" + ", ".join(SUITES) + ") in this file."]
     if png_name:
@@ -316,6 +350,29 @@ def _scaling_section(results):
                 + [secs(s["time"].get((i, v))) for i in s["impls"]] for v in s["values"]]
         out += _table(header, rows, "r" * len(header))
     return (["", "## Scaling"] + out) if out else []
+
+
+def _search_section(results):
+    rows = search_rows(results)
+    if not rows:
+        return []
+    first = results["search"][0]
+    setup = [f"{first['trials']} trials × {first['epochs']} epochs" if first.get("trials") else None,
+             f"data {first['dataset']}" if first.get("dataset") else None]
+    note = ("One run each, from an empty study: opening it, starting workers and compiling are in "
+            "the time. GFLOP/s: the matmul FLOPs of the trial-epochs run (training and both "
+            "accuracy counts) over that time. \"vs sequential\" divides by the same pruned trials "
+            "run one after another on NumPy; \"vs book loop\" by the book's way (no pruning).")
+    return ["", "## Hyperparameter search", "", " · ".join(x for x in setup if x), "", note,
+            ""] + _table(
+        ["how", "executor", "backend", "seconds", "trials/s", "trial-epochs", "pruned", "GFLOP/s",
+         "vs book loop", "vs sequential", "target"],
+        [[r["label"], r["executor"], r["backend"], secs(r["seconds"]),
+          secs(r["trials_per_second"]), r["trial_epochs"] if r["trial_epochs"] is not None else "—",
+          r["pruned"] if r["pruned"] is not None else "—",
+          gflops(r["gflops"]) if r["gflops"] else "—", ratio(r["vs_book"]),
+          ratio(r["vs_sequential"]), r["target"] or "—"] for r in rows],
+        "lllrrrrrrrl")
 
 
 # ---------------------------------------------------------------- plotting

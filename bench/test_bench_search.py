@@ -12,6 +12,19 @@ import pytest
 from xpnet.backends import available_backends
 from xpnet.search import hyperparameter_search
 
+from peers import epoch_flops
+
+def trial_epoch_flops(config):
+    """Matmul FLOPs of one trial-epoch: the training steps (as the epoch benchmark counts them)
+    plus the forward passes of the accuracy counts on the training and validation images."""
+    sizes = [784, *config["hidden"], 10]
+    n_val = int(config["train_size"] * config["validation_rate"])  # as validation_split
+    n_train = config["train_size"] - n_val
+    forward = 2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return (epoch_flops(sizes, n_train // config["batch_size"], config["batch_size"])
+            + forward * config["train_size"])
+
+
 CASES = [  # (label, executor, backend, prune)
     ("book loop", "sequential", "numpy", False),
     ("sequential", "sequential", "numpy", True),
@@ -42,10 +55,12 @@ def test_search(benchmark, quick, tmp_path, label, executor, backend, prune):
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     result = results[-1]
+    trial_epochs = sum(len(t["train_loss"]) for t in result.trials)
     benchmark.extra_info.update(
         suite="search", label=label, executor=result.executor, backend=backend, trials=trials,
         epochs=epochs, prune=prune, seconds=result.seconds,
         trials_per_second=result.trials_per_second,
         pruned=sum(t["pruned"] for t in result.trials), best_val_acc=result.best["final_val_acc"],
-        dataset=result.config["dataset"])
+        dataset=result.config["dataset"], trial_epochs=trial_epochs,
+        flops=trial_epochs * trial_epoch_flops(result.config))
     assert result.ran == trials and len(result.trials) == trials
