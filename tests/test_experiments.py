@@ -12,7 +12,8 @@ import pytest
 from xpnet.cli import main
 from xpnet.data import load_dataset
 from xpnet.experiments import EXPERIMENTS
-from xpnet.experiments.helpers import epoch_orders, group, iteration_orders, smooth, train_groups
+from xpnet.experiments.helpers import group, iteration_orders, smooth, train_groups
+from xpnet.nn.training import epoch_orders
 from xpnet.nn import MultiLayerNetExtend, make_optimizer
 from xpnet.nn.training import fit
 

@@ -15,7 +15,7 @@ import pytest
 from xpnet.backends import available_backends
 from xpnet.errors import XpnetError
 from xpnet.search import (DaskExecutor, LR_RANGE, WEIGHT_DECAY_RANGE, hyperparameter_search,
-                          hyperparameter_search_experiment, prune_rule)
+                          hyperparameter_search_experiment, prune_rule, run_trial, run_trials)
 
 TRIALS, EPOCHS = 6, 4  # W = 2: trials are pruned after their second epoch
 
@@ -95,6 +95,34 @@ def test_vmap_matches_numpy_in_float32(tmp_path):
     check_plausible(jax_run)
     for t, r in zip(jax_run.trials, numpy_run.trials):
         assert abs(t["final_val_acc"] - r["final_val_acc"]) <= 0.05
+
+
+@needs_jax
+def test_trials_run_together_equal_trials_run_alone():
+    """run_trials (one vmapped program, pruned rows dropped down to a single net) gives every
+    trial the numbers run_trial gives it alone, and calls back once per epoch and per trial. In
+    float64: in float32 vmapped sums round apart, enough to move a count by a sample."""
+    lrs = [1e-6, 2e-6, 3e-6, 1e-2, 4e-6]  # four learn nothing: pruned at epoch 2, one row is left
+    specs = [{"number": k, "lr": lr, "weight_decay": 10.0 ** -(k + 4), "trial_seed": 100 + k,
+              "backend": "jax", "epochs": EPOCHS, "dataset": "mnist-5k", "train_size": 500,
+              "validation_rate": 0.2, "seed": 3, "dtype": "float64", "prune": prune_rule(EPOCHS)}
+             for k, lr in enumerate(lrs)]
+    epochs, done = [], {}
+    together = run_trials(specs, on_epoch=lambda i, e, acc: epochs.append((i, e, acc)),
+                          on_done=lambda i, result: done.setdefault(i, result))
+    assert [t["pruned"] for t in together] == [True, True, True, False, True]
+    assert sorted(done) == list(range(len(specs))) and all(done[i] is together[i] for i in done)
+    assert sorted(epochs) == sorted((i, e + 1, acc) for i, t in enumerate(together)
+                                    for e, acc in enumerate(t["val_acc"]))
+    for t, spec in zip(together, specs):
+        alone = run_trial(spec)
+        assert t["pruned"] == alone["pruned"] and t["val_acc"] == alone["val_acc"]
+        assert t["train_acc"] == alone["train_acc"]
+        np.testing.assert_allclose(t["train_loss"], alone["train_loss"], rtol=1e-9)
+        assert {k: t[k] for k in ("number", "lr", "weight_decay", "final_val_acc")} == \
+            {k: alone[k] for k in ("number", "lr", "weight_decay", "final_val_acc")}
+        assert set(t) == set(alone) == {"number", "lr", "weight_decay", "train_loss", "train_acc",
+                                        "val_acc", "pruned", "final_val_acc", "seconds"}
 
 
 @needs_jax

@@ -43,7 +43,8 @@ from xpnet.data import load_mnist, resolve_dataset, validation_split
 from xpnet.errors import XpnetError
 from xpnet.nn.models import MultiLayerNet
 from xpnet.nn.optimizers import SGD
-from xpnet.nn.training import batch_order, initial_train_state, make_train_step
+from xpnet.nn.stacked import keep_nets, stack, stacked_programs
+from xpnet.nn.training import epoch_orders, initial_train_state
 
 STUDY_NAME = "xpnet-hyperparameter-search"
 LR_RANGE = (1e-6, 1e-2)             # the book's 10^U(-6, -2)
@@ -185,21 +186,22 @@ def _device_data(dataset, train_size, validation_rate, seed, backend, dtype):
 
 
 @functools.lru_cache(maxsize=None)
-def _epoch_program(backend, dtype, vmapped):
-    """epoch(state, x, t, order, x_val, t_val) -> (state, mean loss, train hits, val hits): one
-    epoch of SGD steps (a lax.scan on JAX) then both accuracy counts, compiled once per process. The
-    hyperparameters live in the state (lr in opt_state.hyper, λ in weight_decay), so one program
-    serves every trial; `vmapped` maps it over a leading trial axis of the state."""
+def _epoch_program(backend, dtype):
+    """epoch(states, x, t, orders, e, evals) -> (states, mean losses, counts): epoch e + 1 (the
+    steps of `orders[e]`) for a stack of trials, then their right answers on each (x, t) of
+    `evals`, as `stacked_programs` trains a group of nets (one program on JAX: `lax.scan` over the
+    steps, `vmap` over the trials), compiled once per process and stack size. The
+    hyperparameters live in the states (lr in opt_state.hyper, λ in weight_decay), so one program
+    serves every trial."""
     be = get_backend(backend)
     model = MultiLayerNet(784, HIDDEN, 10, weight_decay_lambda=1.0, backend=be, dtype=dtype).model
-    step = make_train_step(model, SGD(), be, be.key(0))
+    chunk, _ = stacked_programs(be, [(model, SGD())])
 
-    def epoch(state, x, t, order, x_val, t_val):
-        state, losses = be.scan(lambda s, i: step(s, x, t, order, i), state, order.shape[0])
-        return (state, losses.mean(), model.correct_count(state.params, x, t),
-                model.correct_count(state.params, x_val, t_val))
+    def epoch(states, x, t, orders, e, evals):
+        (states,), (losses,), (counts,) = chunk([states], x, t, orders, e, evals)
+        return states, losses.mean(axis=0), counts
 
-    return be.jit(be.vmap(epoch, in_axes=(0,) + (None,) * 5) if vmapped else epoch)
+    return be.jit(epoch)
 
 
 def _initial_state(spec, backend):
@@ -228,12 +230,13 @@ def run_trial(spec):
     """Train one trial (a JSON spec from the parent) in this process and return its JSON result:
     number, lr, weight_decay, per-epoch train_loss, train_acc and val_acc (the epochs it ran),
     final_val_acc, pruned, seconds. This is what pool and Dask workers run."""
-    return _train([spec], vmapped=False)[0]
+    return run_trials([spec])[0]
 
 
 def run_trials(specs, on_epoch=None, on_done=None):
-    """Train trials alike but for number, lr, weight_decay and trial_seed as ONE program vmapped
-    over them (JAX), and return their results as `run_trial` does.
+    """Train trials alike but for number, lr, weight_decay and trial_seed side by side (on JAX as
+    ONE program vmapped over them, see `_epoch_program`), and return their results as
+    `run_trial` does.
 
     The trials share each epoch's batch order. Pruned trials are dropped from the program once a
     quarter of its rows are pruned (until then they are computed and ignored; each new size
@@ -241,24 +244,17 @@ def run_trials(specs, on_epoch=None, on_done=None):
     result)` when it ends (i: its index in `specs`) are called while the next epoch computes (JAX
     dispatches asynchronously), so the caller's bookkeeping overlaps the training.
     """
-    return _train(specs, True, on_epoch, on_done)
-
-
-def _train(specs, vmapped, on_epoch=None, on_done=None):
     start = time.perf_counter()
     first, epochs = specs[0], specs[0]["epochs"]
     be = get_backend(first["backend"])
-    data = _device_data(first["dataset"], first["train_size"], first["validation_rate"],
-                        first["seed"], be.name, first["dtype"])
-    n_train, n_val = data[0].shape[0], data[2].shape[0]
-    epoch_fn = _epoch_program(be.name, first["dtype"], vmapped)
-    if vmapped:
-        import jax
-
-        host = [_initial_state(spec, get_backend("numpy")) for spec in specs]
-        state = jax.tree_util.tree_map(lambda *leaves: be.asarray(np.stack(leaves)), *host)
-    else:
-        state = _initial_state(first, be)
+    x, t, x_val, t_val = _device_data(first["dataset"], first["train_size"],
+                                      first["validation_rate"], first["seed"], be.name, first["dtype"])
+    n_train, n_val = x.shape[0], x_val.shape[0]
+    orders = be.asarray(epoch_orders(first["seed"], n_train, BATCH_SIZE, epochs), be.index_dtype)
+    epoch_fn = _epoch_program(be.name, first["dtype"])
+    # JAX: the initial states are made on the host (twice as fast) and moved at once by `stack`
+    host = get_backend("numpy") if be.name == "jax" else be
+    states = stack(be, [_initial_state(spec, host) for spec in specs])
     results = [{"number": s["number"], "lr": s["lr"], "weight_decay": s["weight_decay"],
                 "train_loss": [], "train_acc": [], "val_acc": [], "pruned": False} for s in specs]
 
@@ -267,21 +263,20 @@ def _train(specs, vmapped, on_epoch=None, on_done=None):
         results[i]["seconds"] = time.perf_counter() - start  # shared with the program's others
         return on_done, i, results[i]
 
-    rows = list(range(len(specs)))  # the trial of each row of `state`; None once pruned
+    rows = list(range(len(specs)))  # the trial of each row of `states`; None once pruned
     calls = []                      # the callbacks of the last epoch
     for epoch in range(1, epochs + 1):
-        order = batch_order(first["seed"], epoch, n_train, BATCH_SIZE, be)
-        state, *outputs = epoch_fn(state, *data[:2], order, *data[2:])
+        states, *outputs = epoch_fn(states, x, t, orders, epoch - 1, [(x, t), (x_val, t_val)])
         _call(calls)  # while this epoch computes
-        loss, train_hits, val_hits = (np.atleast_1d(be.to_numpy(a)) for a in outputs)
+        loss, hits = (be.to_numpy(a) for a in outputs)
         calls = []
         for row, i in enumerate(rows):
             if i is None:
                 continue
             result = results[i]
             result["train_loss"].append(float(loss[row]))
-            result["train_acc"].append(float(train_hits[row]) / n_train)
-            result["val_acc"].append(float(val_hits[row]) / n_val)
+            result["train_acc"].append(float(hits[row, 0]) / n_train)
+            result["val_acc"].append(float(hits[row, 1]) / n_val)
             calls.append((on_epoch, i, epoch, result["val_acc"][-1]))
             if _prunes(first["prune"], epoch, result["train_loss"]):
                 result["pruned"], rows[row] = True, None
@@ -290,8 +285,7 @@ def _train(specs, vmapped, on_epoch=None, on_done=None):
         if not alive:
             break
         if len(alive) <= 0.75 * len(rows):
-            keep = np.asarray(alive)
-            state = jax.tree_util.tree_map(lambda a: a[keep], state)
+            states = keep_nets(be, states, alive)
             rows = [rows[row] for row in alive]
     _call(calls + [finish(i) for i in rows if i is not None])
     return results

@@ -1,5 +1,6 @@
 """What the chapter-6 experiments share: their data, many nets trained side by side on the same
-batches (one compiled program on JAX), loss smoothing, figures and progress bars."""
+batches (one compiled program on JAX, see xpnet.nn.stacked), loss smoothing, figures and
+progress bars."""
 import sys
 from typing import NamedTuple
 
@@ -8,7 +9,8 @@ from tqdm.auto import tqdm
 
 from xpnet.backends import get_backend
 from xpnet.data import load_dataset
-from xpnet.nn.training import batch_order, initial_train_state, make_train_step
+from xpnet.nn.stacked import stack, stacked_programs
+from xpnet.nn.training import batch_order, initial_train_state
 
 
 class Data(NamedTuple):
@@ -34,12 +36,6 @@ def iteration_orders(seed, n, batch_size, iterations, chunk):
         batches.append(batch_order(seed, epoch, n, batch_size, host))
         epoch += 1
     return np.concatenate(batches)[:iterations].reshape(-1, chunk, batch_size)
-
-
-def epoch_orders(seed, n, batch_size, epochs):
-    """Host indices (epochs, n // batch_size, batch_size): epoch e's order as `fit` draws it."""
-    host = get_backend("numpy")
-    return np.stack([batch_order(seed, e, n, batch_size, host) for e in range(1, epochs + 1)])
 
 
 class Group(NamedTuple):
@@ -71,38 +67,19 @@ def train_groups(backend, groups, x, t, orders, evals=(), seed=0, progress=None,
     """Train every net of every group on the same batches: chunk c runs the steps of the index
     array `orders[c]` (an epoch, or a block of iterations), then counts right answers on each
     (x, t) of `evals`. The data goes to the device once; on JAX a chunk for all nets is one
-    compiled program (`lax.scan` over the steps, `vmap` over the nets of a group), compiled once.
+    compiled program (see `stacked_programs`), compiled once.
     """
-    xp = backend.xp
     x, t = backend.asarray(x, "float32"), backend.asarray(t)
     evals = [(backend.asarray(ex, "float32"), backend.asarray(et)) for ex, et in evals]
     orders_device = backend.asarray(np.asarray(orders), dtype=backend.index_dtype)
-    key = backend.key(seed)
-    steps = [_batched(backend, make_train_step(g.model, g.optimizer, backend, key), "step",
-                      len(g.states)) for g in groups]
-    counters = [_batched(backend, lambda s, ex, et, m=g.model: m.correct_count(s.params, ex, et, s.net_state),
-                         "count", len(g.states)) for g in groups]
-
-    def evaluate(states, evals):  # per group: (nets, evals) correct counts
-        return [xp.stack([count(s, ex, et) for ex, et in evals], axis=-1) if evals
-                else xp.zeros((len(g.states), 0)) for g, count, s in zip(groups, counters, states)]
-
-    def chunk(states, x, t, orders, c, evals):
-        order = orders[c]
-
-        def body(states, i):
-            out = [step(s, x, t, order, i) for step, s in zip(steps, states)]
-            return [o[0] for o in out], [o[1] for o in out]
-
-        states, losses = backend.scan(body, states, order.shape[0])
-        return states, losses, evaluate(states, evals)
+    run, count = (backend.jit(fn) for fn in
+                  stacked_programs(backend, [(g.model, g.optimizer) for g in groups], seed))
 
     def host(per_group):  # a list of device arrays -> host arrays
         return [np.asarray(backend.to_numpy(a)) for a in per_group]
 
-    states = [_stack(backend, g.states) for g in groups]
-    run = backend.jit(chunk)
-    counts, losses = [host(backend.jit(evaluate)(states, evals))], []
+    states = [stack(backend, g.states) for g in groups]
+    counts, losses = [host(count(states, evals))], []
     bar = tqdm(total=orders.shape[0] * orders.shape[1], unit="step", desc=desc, file=sys.stderr,
                disable=None if progress is None else not progress, leave=False, dynamic_ncols=True)
     # the book's unstable settings (weights of std 1) overflow to inf/NaN: that is their finding
@@ -114,33 +91,6 @@ def train_groups(backend, groups, x, t, orders, evals=(), seed=0, progress=None,
             bar.update(orders.shape[1])
     return Trained([np.concatenate([part[g] for part in losses]).T for g in range(len(groups))],
                    [np.stack([part[g] for part in counts], axis=1) for g in range(len(groups))])
-
-
-def _batched(backend, fn, kind, size):
-    """`fn` over a stack of `size` TrainStates: `vmap` on JAX (for one net, `fn` on the single
-    slice: 15% faster than a vmap of size 1); a loop over a list elsewhere."""
-    if hasattr(backend, "vmap"):
-        if size > 1:
-            return backend.vmap(fn, in_axes=(0,) + (None,) * (4 if kind == "step" else 2))
-        from jax.tree_util import tree_map
-
-        return lambda states, *rest: tree_map(lambda a: a[None], fn(tree_map(lambda a: a[0], states), *rest))
-    xp = backend.xp
-    if kind == "step":
-        def looped_step(states, *rest):
-            out = [fn(s, *rest) for s in states]
-            return [o[0] for o in out], xp.stack([o[1] for o in out])
-        return looped_step
-    return lambda states, *rest: xp.stack([fn(s, *rest) for s in states])
-
-
-def _stack(backend, states):
-    """TrainStates as `_batched` takes them: one stacked tree on JAX, the list elsewhere."""
-    if not hasattr(backend, "vmap"):
-        return list(states)
-    import jax
-
-    return jax.tree_util.tree_map(lambda *leaves: backend.xp.stack(leaves), *states)
 
 
 def smooth(values, window):

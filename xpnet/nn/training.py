@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from xpnet.backends import get_backend
 from xpnet.errors import DataError
 from xpnet.nn.checkpoint import load_checkpoint, save_checkpoint
 from xpnet.nn.numerical import model_numerical_gradient
@@ -114,6 +115,12 @@ def batch_order(seed, epoch, n, batch_size, backend):
     n_batches = n // batch_size
     order = np.random.default_rng([seed, epoch]).permutation(n)[: n_batches * batch_size]
     return backend.asarray(order.reshape(n_batches, batch_size), dtype=backend.index_dtype)
+
+
+def epoch_orders(seed, n, batch_size, epochs):
+    """Host indices (epochs, n // batch_size, batch_size): epoch e's order as `fit` draws it."""
+    host = get_backend("numpy")
+    return np.stack([batch_order(seed, e, n, batch_size, host) for e in range(1, epochs + 1)])
 
 
 def run_epoch(step, state, x, t, order, on_batch=None):

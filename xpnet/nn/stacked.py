@@ -1,0 +1,91 @@
+"""Many nets of one shape trained side by side on the same batches: on JAX one compiled program
+(`lax.scan` over the steps, `vmap` over the nets), elsewhere a loop over them. The chapter-6
+experiments compare nets this way and the hyperparameter search trains its trials so.
+"""
+import numpy as np
+
+from xpnet.nn.training import make_train_step
+
+
+def stacked_programs(backend, models, seed=0):
+    """The two programs that train groups of nets side by side, uncompiled: `backend.jit` them
+    once and keep them (each new number of nets in a group traces anew).
+
+    chunk(states, x, t, orders, c, evals) -> (states, losses, counts): every group takes the steps
+      of the index array `orders[c]` (`lax.scan` over the steps, `vmap` over its nets on JAX, a
+      loop elsewhere), then counts right answers on each (x, t) of `evals`;
+    count(states, evals) -> counts, the counting alone.
+
+    `models` holds a group's (model, optimizer), `states` its nets' TrainStates as `stack` makes
+    them; per group, `losses` is (steps, nets) and `counts` (nets, len(evals)). The nets differ
+    only in their arrays (weights, λ, the optimizer's hyperparameters), so one program serves all.
+    """
+    xp, key = backend.xp, backend.key(seed)
+    steps = [_batched(backend, make_train_step(model, optimizer, backend, key), "step")
+             for model, optimizer in models]
+    counters = [_batched(backend, lambda s, ex, et, m=model: m.correct_count(s.params, ex, et, s.net_state),
+                         "count") for model, _ in models]
+
+    def count(states, evals):
+        return [xp.stack([counter(s, ex, et) for ex, et in evals], axis=-1) if evals
+                else xp.zeros((_size(s), 0)) for counter, s in zip(counters, states)]
+
+    def chunk(states, x, t, orders, c, evals):
+        order = orders[c]
+
+        def body(states, i):
+            out = [step(s, x, t, order, i) for step, s in zip(steps, states)]
+            return [o[0] for o in out], [o[1] for o in out]
+
+        states, losses = backend.scan(body, states, order.shape[0])
+        return states, losses, count(states, evals)
+
+    return chunk, count
+
+
+def stack(backend, states):
+    """TrainStates as `stacked_programs` takes them: on JAX one tree of arrays with a leading net
+    axis, stacked on the host and moved in one transfer per array (much faster than `jnp.stack`
+    for a hundred nets); the list elsewhere."""
+    if not hasattr(backend, "vmap"):
+        return list(states)
+    import jax
+
+    return jax.tree_util.tree_map(
+        lambda *leaves: backend.asarray(np.stack([backend.to_numpy(a) for a in leaves])), *states)
+
+
+def keep_nets(backend, states, rows):
+    """The stack `states` (see `stack`) cut to the nets at indices `rows`, in that order."""
+    if not hasattr(backend, "vmap"):
+        return [states[row] for row in rows]
+    import jax
+
+    rows = np.asarray(rows)
+    return jax.tree_util.tree_map(lambda a: a[rows], states)
+
+
+def _size(states):
+    """How many nets a stack of TrainStates holds."""
+    return len(states) if isinstance(states, list) else states.step.shape[0]
+
+
+def _batched(backend, fn, kind):
+    """`fn` over a stack of TrainStates: `vmap` on JAX (for one net, `fn` on the single slice:
+    15% faster than a vmap of size 1; the stack's size is known when JAX traces); a loop over the
+    list elsewhere."""
+    if hasattr(backend, "vmap"):
+        from jax.tree_util import tree_map
+
+        def batched(states, *rest):
+            if _size(states) > 1:
+                return backend.vmap(fn, in_axes=(0,) + (None,) * len(rest))(states, *rest)
+            return tree_map(lambda a: a[None], fn(tree_map(lambda a: a[0], states), *rest))
+        return batched
+    xp = backend.xp
+    if kind == "step":
+        def looped_step(states, *rest):
+            out = [fn(s, *rest) for s in states]
+            return [o[0] for o in out], xp.stack([o[1] for o in out])
+        return looped_step
+    return lambda states, *rest: xp.stack([fn(s, *rest) for s in states])
