@@ -24,7 +24,8 @@ MODELS = {
     "A": {"hidden": [50], "activation": "sigmoid", "init": 0.01, "optimizer": "sgd", "lr": 0.1},
     "B": {"hidden": [100] * 5, "activation": "relu", "init": "he", "optimizer": "adam", "lr": 0.001},
 }
-CPU_IMPLS = ("xpnet-numpy", "xpnet-jax", "torch-cpu", "plain-numpy", "plain-jax")
+CPU_IMPLS = ("xpnet-numpy", "xpnet-jax", "torch-cpu", "plain-numpy", "plain-jax", "matmuls-numpy",
+             "matmuls-jax")
 GPU_IMPLS = ("xpnet-cupy", "xpnet-jax", "torch-cuda")
 SEED = 0
 
@@ -43,7 +44,7 @@ class Worker:
 
     def __init__(self, impl, gpu=False):
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        if impl in ("xpnet-jax", "plain-jax"):
+        if impl.endswith("-jax"):
             env["JAX_PLATFORMS"] = "cuda" if gpu else "cpu"
         if impl == "torch-cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
@@ -71,7 +72,7 @@ class Worker:
 def available(impl):
     """(ok, reason) for running `impl` on this machine."""
     try:
-        if impl.startswith(("xpnet-", "plain-")):
+        if impl.startswith(("xpnet-", "plain-", "matmuls-")):
             import xpnet
 
             ok, reason = xpnet.available_backends()[impl.split("-", 1)[1]]
@@ -198,9 +199,13 @@ class TorchRun:
 
 class PlainRun:
     """The same training written directly, without xpnet: the book's NumPy code (in-place
-    updates), or one `lax.scan` epoch in plain JAX. What xpnet's abstractions are measured against."""
+    updates), or one `lax.scan` epoch in plain JAX. What xpnet's abstractions are measured against.
 
-    def __init__(self, library, spec, sizes, batch_size, x, t):
+    `matmuls_only` keeps nothing but the epoch's matmuls (and the batch gathers and a weight
+    update, which keep them in order): what the matmul library alone takes at these shapes, a
+    floor for any implementation on that library."""
+
+    def __init__(self, library, spec, sizes, batch_size, x, t, matmuls_only=False):
         from xpnet.nn.init import affine_params, host_rng
 
         host = affine_params(host_rng(SEED), sizes, spec["init"])
@@ -209,6 +214,9 @@ class PlainRun:
                   for i in range(1, len(sizes))]
         order = [host_order(e, len(x), batch_size) for e in (1, 2)]
         self.spec, self.library, self.count, self.compile_seconds = spec, library, 0, None
+        self.matmuls_only = matmuls_only
+        if matmuls_only:
+            self.spec = {**spec, "optimizer": "sgd", "lr": 1e-9}  # one pass over each weight
         if library == "numpy":
             self.params, self.x, self.t, self.orders = params, x, t, order
             self.slots = [[(np.zeros_like(w), np.zeros_like(b)) for w, b in params] for _ in range(2)]
@@ -230,6 +238,8 @@ class PlainRun:
 
     def _grads(self, xp, params, xb, tb):
         """Loss and gradients of one batch, by hand."""
+        if self.matmuls_only:
+            return self._matmul_chain(params, xb)
         sigmoid = self.spec["activation"] == "sigmoid"
         acts, h = [xb], xb
         for i, (w, b) in enumerate(params):
@@ -251,6 +261,19 @@ class PlainRun:
                 a = acts[i]
                 dout = dout * a * (1 - a) if sigmoid else dout * (a > 0)
         return loss, grads
+
+    def _matmul_chain(self, params, xb):
+        """The products backprop computes, alone: forward, then each layer's weight gradient and
+        (but the first layer's) input gradient, with the scores standing in for the loss gradient."""
+        acts = [xb]
+        for w, _ in params:
+            acts.append(acts[-1] @ w)
+        dout, grads = acts[-1], [None] * self.n_layers
+        for i in reversed(range(self.n_layers)):
+            grads[i] = (acts[i].T @ dout, 0 * params[i][1])
+            if i > 0:
+                dout = dout @ params[i][0].T
+        return acts[-1][0, 0], grads
 
     def _jax_epoch(self, state, x, t, order):
         jnp = self.jax.numpy
@@ -313,7 +336,7 @@ class PlainRun:
 def matmul_gflops(impl, n=2048, repeat=5):
     """The float32 matmul throughput this implementation's library reaches on an n×n product."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    if impl.startswith("plain-"):
+    if impl.startswith(("plain-", "matmuls-")):
         impl = "xpnet-" + impl.split("-", 1)[1]  # the same library underneath
     if impl.startswith("torch"):
         import torch
@@ -360,8 +383,9 @@ def serve(impl):
                 if impl.startswith("torch"):
                     run = TorchRun("cuda" if impl == "torch-cuda" else "cpu", spec, sizes, batch_size, x, t)
                     device = run.device_name
-                elif impl.startswith("plain-"):
-                    run = PlainRun(impl.split("-", 1)[1], spec, sizes, batch_size, x, t)
+                elif impl.startswith(("plain-", "matmuls-")):
+                    run = PlainRun(impl.split("-", 1)[1], spec, sizes, batch_size, x, t,
+                                   matmuls_only=impl.startswith("matmuls-"))
                     device = run.device
                 else:
                     run = XpnetRun(impl.split("-", 1)[1], spec, sizes, batch_size, x, t)
