@@ -326,7 +326,9 @@ def _epoch_section(results, peak):
                "Median over rounds; \"vs torch\" divides by PyTorch on the same kind of device "
                "(torch-cpu or torch-cuda); \"vs FLOP bound\" divides by the time the epoch's "
                "matmuls take at the matmul peak measured on that kind of device; compile time is "
-               "not in the median."] + out
+               "not in the median. plain-*: the same training hand-written in that library; "
+               "matmuls-*: only the epoch's matmuls (with the batch gathers and a weight update), "
+               "a floor for any implementation on that library at these shapes."] + out
     return out
 
 
@@ -379,9 +381,10 @@ def _search_section(results):
 
 
 def plot(results, path):
-    """Saves up to three panels (epoch bars, scaling per axis) to path; False if none had data."""
-    rows, series = epoch_rows(results), scaling_series(results)
-    panels = (["epoch"] if rows else []) + list(series)
+    """Saves up to four panels (epoch bars, scaling per axis, the search) to path; False if none
+    had data."""
+    rows, series, search = epoch_rows(results), scaling_series(results), search_rows(results)
+    panels = (["epoch"] if rows else []) + list(series) + (["search"] if search else [])
     if not panels:
         return False
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -397,6 +400,9 @@ def plot(results, path):
     for ax, panel in zip(axes, panels):
         if panel == "epoch":
             _epoch_bars(ax, rows, color)
+            continue
+        if panel == "search":
+            _search_bars(ax, search, results["search"][0])
             continue
         s, (axis, model) = series[panel], panel
         for impl in s["impls"]:
@@ -414,13 +420,34 @@ def plot(results, path):
     if any(e.get("synthetic") for e in results["epoch"]):
         title += " (synthetic data: timings only)"
     plain = FuncFormatter(lambda y, _: secs(y))
-    for ax in axes:  # plain numbers (0.3, not 3×10⁻¹); minor ones only within a decade
+    for ax in axes[:len(panels) - bool(search)]:  # plain numbers (0.3, not 3×10⁻¹); minor ones only within a decade
         low, high = ax.get_ylim()
         ax.yaxis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(plain if high / low < 10 else NullFormatter())
     fig.suptitle(title)
     fig.savefig(path, dpi=120)
     return True
+
+
+def _search_bars(ax, rows, first):
+    """One bar per way of running the search: its seconds, trials/s and speed-ups."""
+    rows = rows[::-1]  # barh draws from the bottom up: the slowest (the book's loop) on top
+    ax.barh(range(len(rows)), [r["seconds"] for r in rows], color="C0")
+    for y, r in enumerate(rows):
+        ups = [f"{ratio(r[k])} {name}" for k, name in (("vs_book", "book loop"),
+                                                      ("vs_sequential", "sequential"))
+               if r[k] is not None and r["label"] not in (SEARCH_BOOK, SEARCH_SEQUENTIAL)]
+        text = f" {secs(r['seconds'])} s" + (f", {secs(r['trials_per_second'])} trials/s"
+                                             if r["trials_per_second"] else "")
+        ax.text(r["seconds"], y, text + (f"\n {', '.join(ups)}" if ups else ""), va="center",
+                fontsize=8)
+    ax.set_yticks(range(len(rows)), [f"{r['label']}\n({r['backend']})" for r in rows])
+    ax.set_xlim(0, 1.45 * max(r["seconds"] for r in rows))
+    setup = [f"{first['trials']} trials × {first['epochs']} epochs" if first.get("trials") else "",
+             str(first.get("dataset", ""))]
+    setup = ", ".join(x for x in setup if x)
+    ax.set(title="Hyperparameter search" + (f" ({setup})" if setup else ""), xlabel="seconds (one run)")
+    ax.grid(True, axis="x", alpha=0.3)
 
 
 def _epoch_bars(ax, rows, color):
