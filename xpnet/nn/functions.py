@@ -81,7 +81,7 @@ def cross_entropy_error(y, t):
         if not is_integer(t.dtype):
             raise ValueError(f"cross_entropy_error: labels t of shape {t.shape} must be integers, "
                              f"got dtype {t.dtype} (pass one-hot rows of shape {y.shape} otherwise)")
-        picked = xp.take_along_axis(y, t[:, None], axis=1)
+        picked = y[xp.arange(batch_size), t]  # each row's probability of its label
         return -xp.sum(xp.log(picked + CROSS_ENTROPY_DELTA)) / batch_size
     raise ValueError(f"cross_entropy_error: t of shape {t.shape} fits neither one-hot rows {y.shape} "
                      f"nor integer labels {y.shape[:1]}")
