@@ -8,6 +8,8 @@ float32 the vmapped JAX program's final validation accuracies are within 0.05 of
 """
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -184,3 +186,16 @@ def test_the_experiment_writes_a_png_and_json(tmp_path):
     numbers = json.loads(result.json.read_text())
     assert numbers["experiment"] == "hyperparameter-search" and len(numbers["trials"]) == 5
     assert numbers["config"]["epochs"] == 3 and numbers["suggested"]["from_best"] == 2
+
+
+def test_a_script_without_a_main_guard_gets_a_clear_error(tmp_path):
+    """Spawned workers import the main script again; one that runs the search at top level
+    kills them at their start, and the parent says why instead of "BrokenProcessPool"."""
+    script = tmp_path / "search_script.py"
+    script.write_text("from xpnet.search import hyperparameter_search\n"
+                      f"hyperparameter_search(trials=2, epochs=1, executor='processes', parallel=2, "
+                      f"out_dir={str(tmp_path)!r}, progress=False)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode != 0
+    assert 'put the call under `if __name__ == "__main__":`' in done.stderr.splitlines()[-1]

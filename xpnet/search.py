@@ -102,9 +102,17 @@ def process_executor(workers=None):
               if name not in os.environ}
     pool = concurrent.futures.ProcessPoolExecutor(workers,
                                                   mp_context=multiprocessing.get_context("spawn"))
-    with _environment(limits):
-        # A process spawns per submit while none is idle: one call each starts them all now.
-        concurrent.futures.wait([pool.submit(os.getpid) for _ in range(workers)])
+    try:
+        with _environment(limits):
+            # A process spawns per submit while none is idle: one call each starts them all now.
+            for started in [pool.submit(os.getpid) for _ in range(workers)]:
+                started.result()
+    except concurrent.futures.BrokenExecutor:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise XpnetError("the worker processes died while starting. Each one imports the main "
+                         "script again (they are spawned): if a script runs the search, put the "
+                         "call under `if __name__ == \"__main__\":`, or choose executor "
+                         "'sequential' (or 'vmap' on jax)") from None
     pool.workers = workers
     return pool
 
