@@ -21,7 +21,7 @@ REFERENCE = "book loop (numpy)"
 #: The search suite's labels: the book's loop (sequential NumPy, no pruning) and the same pruned
 #: trials one after another on NumPy, which the parallel executors are measured against.
 SEARCH_BOOK, SEARCH_SEQUENTIAL = "book loop", "sequential"
-SEARCH_SECONDS, SEARCH_SPEEDUP = 60.0, 3.0  # targets: the whole search, and vs SEARCH_SEQUENTIAL
+SEARCH_SECONDS, SEARCH_SPEEDUP = 60.0, 3.0  # targets: the whole search, and vs one after another
 # (device kind, impl, model) -> [(what the time is divided by, the most it may be)]
 TARGETS = {
     ("cpu", "xpnet-numpy", "A"): [("torch", 0.60)],
@@ -195,10 +195,14 @@ def search_rows(results):
         target = None
         if label not in (SEARCH_BOOK, SEARCH_SEQUENTIAL):
             goals = [f"≤ {SEARCH_SECONDS:.0f} s: " + ("met" if t <= SEARCH_SECONDS else "missed")]
-            if speedup[SEARCH_SEQUENTIAL] is not None:
-                up = speedup[SEARCH_SEQUENTIAL]
-                goals.append(f"≥ {SEARCH_SPEEDUP:.0f}× sequential: "
-                             + ("met" if up >= SEARCH_SPEEDUP else f"missed ({ratio(up)})"))
+            # "the same trials one after another": the book's loop, or the same pruned trials
+            verdicts = [("met" if speedup[ref] >= SEARCH_SPEEDUP else "missed")
+                        + f" vs {name} ({ratio(speedup[ref])})"
+                        for ref, name in ((SEARCH_BOOK, "the book's loop"),
+                                          (SEARCH_SEQUENTIAL, "the same pruned trials"))
+                        if speedup[ref] is not None]
+            if verdicts:
+                goals.append(f"≥ {SEARCH_SPEEDUP:.0f}× one after another: " + ", ".join(verdicts))
             target = "; ".join(goals)
         flops = e.get("flops")
         rows.append({"label": label, "executor": e.get("executor", "?"),
