@@ -138,8 +138,7 @@ class XpnetRun:
         self.state, losses = self.epoch_fn(self.state, self.x, self.t, order)
         self.backend.sync(self.state)
         seconds = time.perf_counter() - start
-        losses = self.backend.to_numpy(self.backend.xp.stack(losses) if isinstance(losses, list) else losses)
-        return seconds, float(np.mean(losses))
+        return seconds, float(np.mean(self.backend.to_numpy(losses)))
 
 
 class TorchRun:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from xpnet.backends import get_backend
+from xpnet.backends import get_backend, namespace_of
 from xpnet.errors import DataError
 from xpnet.nn.checkpoint import load_checkpoint, save_checkpoint
 from xpnet.nn.numerical import model_numerical_gradient
@@ -124,14 +124,15 @@ def epoch_orders(seed, n, batch_size, epochs):
 
 
 def run_epoch(step, state, x, t, order, on_batch=None):
-    """Apply `step` to every batch of `order` eagerly; returns (state, list of batch losses)."""
+    """Apply `step` to every batch of `order` eagerly; returns (state, the batch losses as one
+    array), as the compiled epoch does."""
     losses = []
     for i in range(order.shape[0]):
         state, loss = step(state, x, t, order, i)
         losses.append(loss)
         if on_batch is not None:
             on_batch()
-    return state, losses
+    return state, namespace_of(x).stack(losses)
 
 
 def compiled_epoch(step, backend):
@@ -220,7 +221,7 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
             eval_seconds = time.perf_counter() - start
             net.params.update(state.params)
             net.state.update(state.net_state)
-            losses = backend.to_numpy(backend.xp.stack(losses) if isinstance(losses, list) else losses)
+            losses = backend.to_numpy(losses)
             batch_losses.extend(float(v) for v in losses)
             result = EpochResult(epoch, float(np.mean(losses)), train_acc, test_acc, seconds, eval_seconds)
             history.append(result)
