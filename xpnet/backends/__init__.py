@@ -1,31 +1,33 @@
-"""Backend registry: choose NumPy, JAX or CuPy by name, by argument or by `XPNET_BACKEND`.
+"""Backend registry: choose NumPy, JAX, PyTorch, CuPy (or array-api-strict, for tests) by name,
+by argument or by `XPNET_BACKEND`, and a device by argument or `XPNET_DEVICE`.
 
     >>> import xpnet
     >>> be = xpnet.get_backend("numpy")
     >>> be.xp.zeros(3)
     array([0., 0., 0.])
 
-Asking for an unknown or unusable backend raises `BackendError`; there is no silent fallback.
+This package is the only place that knows one array library from another. Asking for an unknown
+or unusable backend or device raises `BackendError`; there is no silent fallback.
 """
 import importlib
 import os
-
-import numpy as np
 
 from xpnet.backends.base import Backend
 from xpnet.errors import BackendError
 
 ENV_VAR = "XPNET_BACKEND"
+DEVICE_VAR = "XPNET_DEVICE"
 DEFAULT_BACKEND = "numpy"
-BACKEND_NAMES = ("numpy", "jax", "cupy")
+BACKEND_NAMES = ("numpy", "jax", "torch", "cupy", "array-api-strict")
 
-_created = {}
+_created = {}   # (name, device as asked) -> Backend
 _probed = {}
-_by_type = {}  # array type -> its backend, filled by backend_of
+_by_type = {}   # array type -> backend name, filled by backend_of
+_libraries = None
 
 
 def _module(name):
-    return importlib.import_module(f"xpnet.backends.{name}_backend")
+    return importlib.import_module(f"xpnet.backends.{name.replace('-', '_')}_backend")
 
 
 def _probe(name):
@@ -39,41 +41,64 @@ def available_backends():
     return {name: _probe(name) for name in BACKEND_NAMES}
 
 
-def get_backend(name=None):
-    """The backend called `name` (default: `$XPNET_BACKEND`, else numpy); a Backend passes through."""
+def get_backend(name=None, device=None):
+    """The backend called `name` (default: `$XPNET_BACKEND`, else numpy) on `device` (default:
+    `$XPNET_DEVICE`, else the library's default: a GPU where JAX or torch has one). A Backend
+    passes through.
+
+    Devices: numpy 'cpu'; jax 'cpu', 'gpu', 'gpu:N'; torch 'cpu', 'cuda', 'cuda:N', 'mps';
+    cupy 'cuda:N'; array-api-strict 'CPU_DEVICE', 'device1' (its default), 'device2'.
+    """
     if isinstance(name, Backend):
         return name
     if name is None:
         name = os.environ.get(ENV_VAR) or DEFAULT_BACKEND
-    name = str(name).strip().lower()
-    if name not in BACKEND_NAMES:
+    if device is None:
+        device = os.environ.get(DEVICE_VAR) or None
+    found = _created.get((name, device))
+    if found is not None:
+        return found
+    key = str(name).strip().lower()
+    if key not in BACKEND_NAMES:
         raise BackendError(f"unknown backend {name!r}; xpnet has {_summary()}")
-    if name not in _created:
-        ok, reason = _probe(name)
-        if not ok:
-            raise BackendError(f"backend {name!r} is not usable here: {reason}; usable now: {_usable()}")
-        _created[name] = _module(name).create()
-    return _created[name]
+    ok, reason = _probe(key)
+    if not ok:
+        raise BackendError(f"backend {key!r} is not usable here: {reason}; usable now: {_usable()}")
+    module = _module(key)
+    canonical = (key, module.normalize_device(device))
+    if canonical not in _created:
+        _created[canonical] = module.create(canonical[1])
+    _created[(name, device)] = _created[canonical]
+    return _created[canonical]
 
 
 def backend_of(x):
-    """The backend whose arrays look like `x`: JAX arrays and tracers, CuPy arrays, else NumPy."""
+    """The backend of array `x` (its library and device); NumPy for Python values."""
     kind = type(x)
-    backend = _by_type.get(kind)
-    if backend is None:  # once per array type: this runs for every array operation of a step
-        library = kind.__module__.partition(".")[0]
-        name = {"jax": "jax", "jaxlib": "jax", "cupy": "cupy"}.get(library, "numpy")
-        backend = _by_type[kind] = get_backend(name)
-    return backend
+    name = _by_type.get(kind)
+    if name is None:  # once per array type: this runs for many array operations of a step
+        global _libraries
+        if _libraries is None:
+            _libraries = {lib: n for n in BACKEND_NAMES for lib in _module(n).LIBRARIES}
+        name = _by_type[kind] = _libraries.get(kind.__module__.partition(".")[0], "numpy")
+    if name in ("numpy", "jax"):
+        return get_backend(name, None if name == "jax" else "cpu")
+    return get_backend(name, _module(name).device_of(x))
 
 
 def namespace_of(x):
-    """The array namespace `x` belongs to (numpy for Python values).
+    """The Array API namespace `x` belongs to (NumPy's for Python values).
 
     This is how the book's functions (`sigmoid(x)`, `softmax(x)`, ...) follow their input arrays
     without being told a backend.
     """
     return backend_of(x).xp
+
+
+def device_of(x):
+    """The device to create arrays on next to `x` (`device=` of creation calls); None under
+    `jax.jit`, where JAX places arrays itself."""
+    return getattr(x, "device", None)
 
 
 def _summary():
@@ -85,15 +110,5 @@ def _usable():
     return ", ".join(n for n, (ok, _) in available_backends().items() if ok)
 
 
-def is_floating(dtype):
-    """True for real floating-point dtypes of any backend (they are all NumPy dtypes underneath)."""
-    return np.issubdtype(np.dtype(dtype), np.floating)
-
-
-def is_integer(dtype):
-    """True for signed or unsigned integer dtypes of any backend."""
-    return np.issubdtype(np.dtype(dtype), np.integer)
-
-
 __all__ = ["Backend", "BackendError", "available_backends", "get_backend", "namespace_of",
-           "backend_of", "is_floating", "is_integer", "ENV_VAR", "BACKEND_NAMES", "DEFAULT_BACKEND"]
+           "backend_of", "device_of", "ENV_VAR", "DEVICE_VAR", "BACKEND_NAMES", "DEFAULT_BACKEND"]

@@ -1,90 +1,226 @@
-"""What every backend provides; the NumPy behaviour is the default the others override."""
+"""What every backend provides. The defaults are written in the Array API standard alone (they are
+what array-api-strict runs); each library's module overrides what it does better or differently.
+
+Everything that differs between array libraries is a member of `Backend`, declared rather than
+probed: the nn core receives a backend (or its `xp`) and never imports an array library itself.
+"""
 import numpy as np
+
+#: Bits of the integer words a portable random key holds (values stay below 2**32 in int64).
+_MASK32 = 0xFFFFFFFF
+#: Odd multipliers below 2**31, so a 32-bit word times one fits in int64 without overflow.
+_MIX1, _MIX2 = 0x7FEB352D, 0x1B873593
+#: Scatter-add without a native one: rows of the one-hot matrix per chunk (portable fallback).
+_ONE_HOT_BYTES = 8 * 2**20
 
 
 class Backend:
-    """An array library plus the few things the nn core needs beyond its namespace `xp`.
+    """An array library on one device, plus the few things the nn core needs beyond `xp`.
 
-    nn code receives a backend (or just its `xp`) and never imports numpy, cupy or jax itself,
-    so the same functions run eagerly on NumPy/CuPy and are traced whole by `jax.jit`.
+    Members: `name`; `xp` (the Array API namespace); `device` (the library's device object, for
+    `device=` on creation calls) and `device_name`; `mutable_arrays` (in-place writes work);
+    `compiles` (`jit` compiles, so first calls pay for it); `index_dtype` (of batch orders);
+    `asarray`, `to_numpy`, `dtype`; `jit`, `compile`, `sync`; `vmap`, `scan`, `tree_map`,
+    `tree_stack`; `scatter_add`; random keys (`key`, `fold_in`, `uniform`); `devices`, `versions`.
     """
 
-    name = "numpy"
-    #: True where arrays may be changed in place (NumPy, CuPy); JAX arrays are immutable.
+    name = "array-api"
     mutable_arrays = True
-    #: True where `jit` compiles (JAX): the first call of a jitted function pays for compilation.
     compiles = False
-    #: dtype of index arrays (batch orders): the one NumPy/CuPy fancy indexing uses without first
-    #: converting (an int32 index costs NumPy a copy per gather); JAX's own is int32.
-    index_dtype = np.dtype(np.intp)
+    #: The integer dtype (by name) of index arrays: the one the library gathers with fastest.
+    index_dtype_name = "int64"
 
-    def __init__(self, xp):
+    def __init__(self, xp, device=None, device_name="cpu"):
         self.xp = xp
+        self.device = device
+        self.device_name = device_name
+        self.index_dtype = self.dtype(self.index_dtype_name)
 
-    def asarray(self, host, dtype=None):
-        """Put a host (NumPy) array on this backend's device, converting to `dtype` if given."""
-        return self.xp.asarray(host, dtype=dtype)
+    # --- arrays in and out ------------------------------------------------------------------
+
+    def dtype(self, dtype):
+        """The namespace's dtype for a name ("float32"), a NumPy dtype or the namespace's own."""
+        if isinstance(dtype, str):
+            return getattr(self.xp, dtype)
+        if isinstance(dtype, (np.dtype, type)):
+            return getattr(self.xp, np.dtype(dtype).name)
+        return dtype
+
+    #: The library's array type (set by each backend): what `owns` recognizes.
+    array_type = ()
+
+    def owns(self, array):
+        """True when `array` is an array of this library on this backend's device."""
+        return isinstance(array, self.array_type) and array.device == self.device
+
+    def asarray(self, data, dtype=None):
+        """`data` as an array on this device in `dtype` (default: its own). Arrays already there
+        pass through (cast on the device if needed); anything else goes host -> device once."""
+        xp = self.xp
+        dtype = None if dtype is None else self.dtype(dtype)
+        if self.owns(data):
+            return data if dtype is None or data.dtype == dtype else xp.astype(data, dtype)
+        return self._from_host(_host(data), dtype)
+
+    def _from_host(self, host, dtype):
+        """A NumPy array (or Python value) copied to this device."""
+        return self.xp.asarray(host, dtype=dtype, device=self.device)
 
     def to_numpy(self, array):
-        """Bring an array of this backend back to the host as a NumPy array."""
+        """A NumPy copy (or view) on the host of an array of this backend."""
         return np.asarray(array)
 
+    def is_floating(self, array):
+        return self.xp.isdtype(array.dtype, "real floating")
+
+    # --- compiling and timing ---------------------------------------------------------------
+
     def jit(self, fn, **options):
-        """Compile `fn` where the backend can (JAX); elsewhere run it eagerly as it is."""
+        """Compile `fn` where the backend can (JAX); elsewhere `fn` itself, run eagerly."""
         return fn
 
     def compile(self, jitted, *args):
-        """`jitted` (from `jit`) compiled ahead of time for arguments like `args`, without running
-        it, so compile time can be measured apart; elsewhere `jitted` itself."""
+        """`jitted` (from `jit`) compiled ahead of time for arguments like `args`, without
+        running it, so compile time can be measured apart; elsewhere `jitted` itself."""
         return jitted
 
     def sync(self, tree):
         """Wait until every array in `tree` is computed, so a clock stopped after it is honest."""
         return tree
 
-    def scatter_add(self, target, indices, values):
-        """A copy of `target` with `values` added at row `indices` (repeats accumulate)."""
-        out = self.xp.array(target, copy=True)
-        np.add.at(out, indices, values)
-        return out
+    # --- trees and transformations ----------------------------------------------------------
+
+    def tree_map(self, fn, tree, *rest):
+        """`fn` on every array leaf of `tree` (dicts, lists, tuples, NamedTuples; None stays),
+        with the matching leaves of the trees in `rest` as further arguments."""
+        if tree is None:
+            return None
+        if isinstance(tree, dict):
+            return {k: self.tree_map(fn, tree[k], *(r[k] for r in rest)) for k in tree}
+        if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+            return type(tree)(*(self.tree_map(fn, *parts) for parts in zip(tree, *rest)))
+        if isinstance(tree, (list, tuple)):
+            return type(tree)(self.tree_map(fn, *parts) for parts in zip(tree, *rest))
+        return fn(tree, *rest)
+
+    def tree_stack(self, trees):
+        """Trees of one structure -> one tree whose leaves are stacked along a new axis 0."""
+        return self.tree_map(lambda *leaves: self.xp.stack(leaves), *trees)
+
+    def vmap(self, fn, in_axes=0):
+        """`fn` mapped over axis 0 of the arguments whose `in_axes` entry is 0 (None: passed
+        whole); the outputs are stacked. A loop here, `jax.vmap` on JAX."""
+        def mapped(*args):
+            axes = in_axes if isinstance(in_axes, (list, tuple)) else (in_axes,) * len(args)
+            size = next(_leading(a) for a, axis in zip(args, axes) if axis == 0)
+            outs = [fn(*(self.tree_map(lambda leaf: leaf[i, ...], a) if axis == 0 else a
+                         for a, axis in zip(args, axes)))
+                    for i in range(size)]
+            return self.tree_stack(outs)
+        return mapped
 
     def scan(self, fn, carry, length):
-        """carry, ys = fn(carry, i) for i in 0..length-1; returns the last carry and the stacked ys.
-
-        A Python loop here; `jax.lax.scan` on JAX, so a whole epoch compiles into one program.
-        Like lax.scan, `y` may be a list or tuple of arrays: each position is stacked.
-        """
+        """carry, ys = fn(carry, i) for i in 0..length-1; returns the last carry and the ys
+        stacked (per position when `y` is a list or tuple). A Python loop here; `lax.scan` on
+        JAX, so a whole epoch compiles into one program."""
         ys = []
         for i in range(length):
             carry, y = fn(carry, i)
             ys.append(y)
-        if isinstance(ys[0], (list, tuple)):
-            return carry, type(ys[0])(self.xp.stack(column) for column in zip(*ys))
-        return carry, self.xp.stack(ys)
+        return carry, self.tree_stack(ys)
 
-    # Randomness from explicit keys, so a compiled step is pure and a run can be replayed
-    # exactly: a key is a uint32 array of 2 words (JAX's raw key format) on every backend.
+    def scatter_add(self, target, indices, values):
+        """A copy of `target` with `values[k]` added to row `indices[k]`; repeats accumulate.
+
+        Portable: a one-hot matrix per chunk of indices times the values (the library modules
+        use their native scatter-add)."""
+        xp = self.xp
+        rows = target.shape[0]
+        flat = xp.reshape(values, (values.shape[0], -1))
+        chunk = max(1, _ONE_HOT_BYTES // (8 * rows))
+        total = xp.zeros((rows, flat.shape[1]), dtype=target.dtype, device=_device(target))
+        positions = xp.arange(rows, device=_device(target))
+        for start in range(0, flat.shape[0], chunk):
+            stop = min(start + chunk, flat.shape[0])
+            one_hot = xp.astype(indices[start:stop, None] == positions, flat.dtype)
+            total = total + xp.matmul(xp.permute_dims(one_hot, (1, 0)), flat[start:stop, ...])
+        return target + xp.reshape(total, target.shape)
+
+    # --- randomness from explicit keys ------------------------------------------------------
+    # A key is a device array, so a step stays on the device and can be replayed exactly. Here:
+    # two 32-bit words in an int64 array, hashed with integer operations every library has;
+    # JAX uses its own PRNG keys. Masks thus agree on NumPy, CuPy, torch and array-api-strict.
 
     def key(self, seed):
-        """The key of an integer seed."""
-        return np.random.SeedSequence(int(seed)).generate_state(2)
+        """The key of an integer seed (made on the host once, then moved)."""
+        words = np.random.SeedSequence(int(seed)).generate_state(2).astype(np.int64)
+        return self.xp.asarray(words, device=self.device)
 
     def fold_in(self, key, data):
-        """A new key from `key` and an integer (a step number, a layer index)."""
-        return np.random.SeedSequence([*np.asarray(key).tolist(), int(data)]).generate_state(2)
+        """A new key from `key` and an integer (Python int or integer device scalar)."""
+        xp = self.xp
+        if not isinstance(data, int):
+            data = xp.astype(data, xp.int64)
+        data = _mix(data & _MASK32)
+        k0 = _mix(key[0] ^ data)
+        k1 = _mix(key[1] ^ _mix(k0 + 0x9E3779B9 & _MASK32))
+        return xp.stack([k0, k1])
 
     def uniform(self, key, shape, dtype):
-        """Uniform random numbers in [0, 1) of `shape` and `dtype`, determined by `key`."""
-        generator = np.random.default_rng(np.random.SeedSequence(np.asarray(key).tolist()))
-        return self.asarray(generator.random(shape, dtype=np.dtype(dtype)))
+        """Uniform numbers in [0, 1) of `shape` and `dtype` from `key`, made on the device."""
+        xp = self.xp
+        dtype = self.dtype(dtype)
+        size = 1
+        for n in shape:
+            size *= n
+        counter = xp.arange(size, dtype=xp.int64, device=_device(key))
+        bits = _mix(_mix(counter ^ key[0]) ^ key[1])
+        if dtype == xp.float32:  # 24 bits: every value exact in float32
+            values = xp.astype(bits >> 8, dtype) * (1.0 / 2**24)
+        else:
+            values = xp.astype(bits, dtype) * (1.0 / 2**32)
+        return xp.reshape(values, tuple(shape))
+
+    # --- description ------------------------------------------------------------------------
 
     def devices(self):
-        """Human-readable names of the devices this backend computes on."""
-        return ["cpu"]
+        """Human-readable names of the devices this backend can compute on (its own first)."""
+        return [self.device_name]
 
     def versions(self):
         """Library name -> version string, for `xpnet info` and benchmark reports."""
         return {"numpy": np.__version__}
 
     def __repr__(self):
-        return f"<xpnet backend {self.name!r} on {', '.join(self.devices())}>"
+        return f"<xpnet backend {self.name!r} on {self.device_name}>"
+
+
+def _mix(h):
+    """A 32-bit avalanche (xor-shift-multiply) of int64 words below 2**32: every output bit
+    depends on every input bit, with no product ever exceeding int64."""
+    h = h ^ (h >> 16)
+    h = (h * _MIX1) & _MASK32
+    h = h ^ (h >> 15)
+    h = (h * _MIX2) & _MASK32
+    return h ^ (h >> 16)
+
+
+def _leading(tree):
+    """The length of axis 0 of the first array leaf of `tree`."""
+    while isinstance(tree, (dict, list, tuple)):
+        tree = next(iter(tree.values())) if isinstance(tree, dict) else tree[0]
+    return tree.shape[0]
+
+
+def _device(array):
+    """The device of `array`, or None where it has none to give (a JAX tracer under jit)."""
+    return getattr(array, "device", None)
+
+
+def _host(data):
+    """`data` (a NumPy array, Python value, or another library's CPU array) as host data."""
+    if isinstance(data, (np.ndarray, np.generic, int, float, bool, list, tuple)):
+        return data
+    from xpnet.backends import backend_of  # an array of another backend: through its host copy
+
+    return backend_of(data).to_numpy(data)

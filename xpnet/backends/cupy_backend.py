@@ -1,20 +1,30 @@
-"""CuPy on an NVIDIA GPU: the NumPy code, eager, with arrays in GPU memory."""
+"""CuPy on an NVIDIA GPU: the portable core, eager, with arrays in GPU memory."""
 import numpy as np
 
 from xpnet.backends.base import Backend
+from xpnet.errors import BackendError
+
+LIBRARIES = ("cupy",)
 
 
 class CupyBackend(Backend):
     name = "cupy"
+    index_dtype_name = np.dtype(np.intp).name
 
-    def __init__(self):
+    def __init__(self, index):
+        import array_api_compat.cupy as xp
         import cupy
 
         self._cupy = cupy
-        super().__init__(cupy)
+        self.array_type = cupy.ndarray
+        super().__init__(xp, device=cupy.cuda.Device(index), device_name=f"cuda:{index}")
 
-    def asarray(self, host, dtype=None):
-        return self._cupy.asarray(np.asarray(host, dtype=dtype))
+    def owns(self, array):
+        return isinstance(array, self._cupy.ndarray) and array.device.id == self.device.id
+
+    def _from_host(self, host, dtype):
+        with self.device:
+            return self._cupy.asarray(np.asarray(host, dtype=dtype))
 
     def to_numpy(self, array):
         return self._cupy.asnumpy(array)
@@ -29,10 +39,6 @@ class CupyBackend(Backend):
         out = target.copy()
         cupyx.scatter_add(out, indices, values)
         return out
-
-    def uniform(self, key, shape, dtype):
-        seed = int(np.random.SeedSequence(np.asarray(key).tolist()).generate_state(1, np.uint64)[0])
-        return self._cupy.random.default_rng(seed).random(shape, dtype=np.dtype(dtype))
 
     def devices(self):
         runtime = self._cupy.cuda.runtime
@@ -65,5 +71,23 @@ def probe():
     return True, f"cupy {cupy.__version__} on {count} CUDA device(s)"
 
 
-def create():
-    return CupyBackend()
+def device_of(array):
+    return f"cuda:{array.device.id}"
+
+
+def normalize_device(device):
+    text = "cuda:0" if device in (None, "cuda", "gpu") else str(device)
+    kind, _, index = text.partition(":")
+    if kind not in ("cuda", "gpu") or not index.isdigit():
+        raise BackendError(f"cupy runs on CUDA devices ('cuda' or 'cuda:N'); got device {device!r}")
+    return f"cuda:{int(index)}"
+
+
+def create(device):
+    import cupy
+
+    index = int(device.partition(":")[2])
+    if index >= cupy.cuda.runtime.getDeviceCount():
+        raise BackendError(f"cupy: no device {device}; this machine has "
+                           f"{cupy.cuda.runtime.getDeviceCount()} CUDA device(s)")
+    return CupyBackend(index)

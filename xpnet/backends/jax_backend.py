@@ -6,14 +6,16 @@ import numpy as np
 from xpnet.backends.base import Backend
 from xpnet.errors import BackendError
 
+LIBRARIES = ("jax", "jaxlib")
+
 
 class JaxBackend(Backend):
     name = "jax"
     mutable_arrays = False
     compiles = True
-    index_dtype = np.dtype(np.int32)
+    index_dtype_name = "int32"
 
-    def __init__(self):
+    def __init__(self, device):
         import jax
         import jax.numpy as jnp
 
@@ -23,13 +25,18 @@ class JaxBackend(Backend):
         if os.environ.get("JAX_ENABLE_X64") is None:
             jax.config.update("jax_enable_x64", True)
         self._jax = jax
-        super().__init__(jnp)
+        self.array_type = jax.Array
+        super().__init__(jnp, device=device, device_name=f"{device.platform}:{device.id}")
 
-    def asarray(self, host, dtype=None):
-        if dtype is not None and np.dtype(dtype) == np.float64 and not self._jax.config.jax_enable_x64:
+    def owns(self, array):
+        return isinstance(array, self._jax.Array)  # tracers included
+
+    def _from_host(self, host, dtype):
+        host = np.asarray(host, dtype=None if dtype is None else np.dtype(dtype))
+        if host.dtype == np.float64 and not self._jax.config.jax_enable_x64:
             raise BackendError("float64 arrays on JAX need 64-bit mode, which JAX_ENABLE_X64 "
                                "turned off; unset it or use float32")
-        return self._jax.device_put(np.asarray(host, dtype=dtype))
+        return self._jax.device_put(host, self.device)
 
     def jit(self, fn, **options):
         return self._jax.jit(fn, **options)
@@ -40,24 +47,26 @@ class JaxBackend(Backend):
     def sync(self, tree):
         return self._jax.block_until_ready(tree)
 
-    def scatter_add(self, target, indices, values):
-        return target.at[indices].add(values)
+    def tree_map(self, fn, tree, *rest):
+        return self._jax.tree_util.tree_map(fn, tree, *rest)
 
     def vmap(self, fn, in_axes=0):
-        """`fn` mapped over a leading axis of its arguments (None: not mapped), vectorized."""
         return self._jax.vmap(fn, in_axes=in_axes)
 
     def scan(self, fn, carry, length):
         return self._jax.lax.scan(fn, carry, self.xp.arange(length))
 
+    def scatter_add(self, target, indices, values):
+        return target.at[indices].add(values)
+
     def key(self, seed):
-        return self._jax.random.PRNGKey(int(seed))
+        return self._jax.device_put(self._jax.random.PRNGKey(int(seed)), self.device)
 
     def fold_in(self, key, data):
         return self._jax.random.fold_in(key, data)
 
     def uniform(self, key, shape, dtype):
-        return self._jax.random.uniform(key, shape, dtype=dtype)
+        return self._jax.random.uniform(key, shape, dtype=self.dtype(dtype))
 
     def devices(self):
         return [f"{d.platform}:{d.id} ({d.device_kind})" for d in self._jax.devices()]
@@ -73,9 +82,39 @@ def probe():
         import jax
     except ImportError as exc:
         return False, f"jax is not installed ({exc}); install it with: pip install 'xpnet[jax]'"
-    platforms = sorted({d.platform for d in jax.devices()})
+    try:
+        platforms = sorted({d.platform for d in jax.devices()})
+    except RuntimeError as exc:  # e.g. JAX_PLATFORMS names a platform this machine lacks
+        return False, f"jax is installed, but has no usable device: {str(exc).splitlines()[0]}"
     return True, f"jax {jax.__version__} on {', '.join(platforms)}"
 
 
-def create():
-    return JaxBackend()
+def device_of(array):
+    return None  # JAX places work itself; arrays are on the backend's default device
+
+
+def normalize_device(device):
+    """None (JAX's default device), 'cpu', 'gpu'/'cuda' or 'gpu:N'."""
+    if device is None:
+        return None
+    kind, _, index = str(device).lower().partition(":")
+    kind = {"cuda": "gpu"}.get(kind, kind)
+    if kind not in ("cpu", "gpu", "tpu") or (index and not index.isdigit()):
+        raise BackendError(f"jax devices are 'cpu', 'gpu' or 'gpu:N'; got {device!r}")
+    return f"{kind}:{int(index or 0)}"
+
+
+def create(device):
+    import jax
+
+    if device is None:
+        return JaxBackend(jax.devices()[0])
+    kind, _, index = device.partition(":")
+    try:
+        found = jax.devices(kind)
+    except RuntimeError:
+        found = []
+    if int(index) >= len(found):
+        have = ", ".join(f"{d.platform}:{d.id}" for d in jax.devices())
+        raise BackendError(f"jax has no device {device}; it has {have}")
+    return JaxBackend(found[int(index)])
