@@ -207,7 +207,7 @@ def _epoch_program(backend, dtype):
 
     def epoch(states, x, t, orders, e, evals):
         (states,), (losses,), (counts,) = chunk([states], x, t, orders, e, evals)
-        return states, losses.mean(axis=0), counts
+        return states, be.xp.mean(losses, axis=0), counts
 
     return be.jit(epoch)
 
@@ -254,15 +254,14 @@ def run_trials(specs, on_epoch=None, on_done=None):
     """
     start = time.perf_counter()
     first, epochs = specs[0], specs[0]["epochs"]
-    be = get_backend(first["backend"])
+    be = get_backend(first["backend"], first["device"])
     x, t, x_val, t_val = _device_data(first["dataset"], first["train_size"],
-                                      first["validation_rate"], first["seed"], be.name, first["dtype"])
+                                      first["validation_rate"], first["seed"], be, first["dtype"])
     n_train, n_val = x.shape[0], x_val.shape[0]
     orders = be.asarray(epoch_orders(first["seed"], n_train, BATCH_SIZE, epochs), be.index_dtype)
-    epoch_fn = _epoch_program(be.name, first["dtype"])
-    # JAX: the initial states are made on the host (twice as fast) and moved at once by `stack`
-    host = get_backend("numpy") if be.name == "jax" else be
-    states = stack(be, [_initial_state(spec, host) for spec in specs])
+    epoch_fn = _epoch_program(be, first["dtype"])
+    # the initial states are made on the host (on JAX twice as fast) and moved at once by `stack`
+    states = stack(be, [_initial_state(spec, get_backend("numpy")) for spec in specs])
     results = [{"number": s["number"], "lr": s["lr"], "weight_decay": s["weight_decay"],
                 "train_loss": [], "train_acc": [], "val_acc": [], "pruned": False} for s in specs]
 
@@ -419,9 +418,9 @@ def hyperparameter_search(trials=None, epochs=None, backend=None, executor=None,
     if executor == "dask" and not dask_address:
         raise ValueError("executor 'dask' needs dask_address (the scheduler, e.g. tcp://host:8786)")
     be = get_backend(backend)
-    if executor == "vmap" and be.name != "jax":
-        raise XpnetError(f"executor 'vmap' compiles the trials into one program with jax.vmap "
-                         f"and needs backend 'jax', not {be.name!r}")
+    if executor == "vmap" and not be.vectorizes:
+        raise XpnetError(f"executor 'vmap' compiles the trials into one vectorized program "
+                         f"(jax.vmap) and needs backend 'jax', not {be.name!r}")
     rule = prune_rule(epochs) if prune else None
     config = {"epochs": epochs, "dataset": resolve_dataset(dataset), "train_size": train_size,
               "validation_rate": validation_rate, "seed": seed, "dtype": dtype, "hidden": HIDDEN,
@@ -439,7 +438,7 @@ def hyperparameter_search(trials=None, epochs=None, backend=None, executor=None,
         try:
             finished = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
             missing = max(0, trials - len(study.get_trials(deepcopy=False, states=finished)))
-            plan = functools.partial(_plan, config=config, backend=be.name)
+            plan = functools.partial(_plan, config=config, backend=be.name, device=be.device_name)
             start = time.perf_counter()
             with tqdm(total=missing * epochs, unit="trial-epoch", desc="hyperparameter search",
                       disable=None if progress is None else not progress, leave=False) as bar:
@@ -458,13 +457,13 @@ def hyperparameter_search(trials=None, epochs=None, backend=None, executor=None,
         executor=label, backend=be.name, sampler=sampler, storage=storage, config=config)
 
 
-def _plan(trial, config, backend):
+def _plan(trial, config, backend, device):
     """The JSON spec of an asked trial: the sampler's lr and λ plus everything else it needs."""
     return {"number": trial.number, "lr": trial.suggest_float("lr", *LR_RANGE, log=True),
             "weight_decay": trial.suggest_float("weight_decay", *WEIGHT_DECAY_RANGE, log=True),
             "trial_seed": int(np.random.SeedSequence([config["seed"], trial.number])
                               .generate_state(1)[0]),
-            "backend": backend, **{k: config[k] for k in ("epochs", "dataset", "train_size",
+            "backend": backend, "device": device, **{k: config[k] for k in ("epochs", "dataset", "train_size",
                                                          "validation_rate", "seed", "dtype", "prune")}}
 
 

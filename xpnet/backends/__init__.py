@@ -101,6 +101,11 @@ def device_of(x):
     return getattr(x, "device", None)
 
 
+def dtype_name(dtype):
+    """The standard name ("float32", "int64", ...) of any library's dtype."""
+    return str(dtype).rpartition(".")[2]
+
+
 def _summary():
     return ", ".join(f"{n} ({'available' if ok else 'unavailable: ' + why})"
                      for n, (ok, why) in available_backends().items())
@@ -111,4 +116,4 @@ def _usable():
 
 
 __all__ = ["Backend", "BackendError", "available_backends", "get_backend", "namespace_of",
-           "backend_of", "device_of", "ENV_VAR", "DEVICE_VAR", "BACKEND_NAMES", "DEFAULT_BACKEND"]
+           "backend_of", "device_of", "dtype_name", "ENV_VAR", "DEVICE_VAR", "BACKEND_NAMES", "DEFAULT_BACKEND"]

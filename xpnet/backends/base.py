@@ -20,13 +20,19 @@ class Backend:
     Members: `name`; `xp` (the Array API namespace); `device` (the library's device object, for
     `device=` on creation calls) and `device_name`; `mutable_arrays` (in-place writes work);
     `compiles` (`jit` compiles, so first calls pay for it); `index_dtype` (of batch orders);
-    `asarray`, `to_numpy`, `dtype`; `jit`, `compile`, `sync`; `vmap`, `scan`, `tree_map`,
-    `tree_stack`; `scatter_add`; random keys (`key`, `fold_in`, `uniform`); `devices`, `versions`.
+    `asarray`, `to_numpy`, `dtype`, `writeable`; `jit`, `compile`, `sync`; `autodiff` and
+    `grad`; `vmap`, `scan`, `tree_map`, `tree_stack`; `scatter_add`; random keys (`key`,
+    `fold_in`, `uniform`); `devices`, `versions`.
     """
 
     name = "array-api"
     mutable_arrays = True
     compiles = False
+    #: True where `vmap` vectorizes (JAX); elsewhere it is a loop over the mapped axis.
+    vectorizes = False
+    #: The name of the library's automatic differentiation when `grad` has one (an oracle for
+    #: backprop in gradient checks), else None.
+    autodiff = None
     #: The integer dtype (by name) of index arrays: the one the library gathers with fastest.
     index_dtype_name = "int64"
 
@@ -70,6 +76,10 @@ class Backend:
         """A NumPy copy (or view) on the host of an array of this backend."""
         return np.asarray(array)
 
+    def writeable(self, array):
+        """True when `array` may be changed in place (NumPy also has read-only arrays)."""
+        return self.mutable_arrays
+
     def is_floating(self, array):
         return self.xp.isdtype(array.dtype, "real floating")
 
@@ -87,6 +97,11 @@ class Backend:
     def sync(self, tree):
         """Wait until every array in `tree` is computed, so a clock stopped after it is honest."""
         return tree
+
+    def grad(self, fn):
+        """The gradient function of scalar `fn` w.r.t. its first argument, by the library's
+        automatic differentiation (only where `autodiff` names one)."""
+        raise NotImplementedError(f"the {self.name} backend has no automatic differentiation")
 
     # --- trees and transformations ----------------------------------------------------------
 

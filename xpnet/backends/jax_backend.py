@@ -13,6 +13,8 @@ class JaxBackend(Backend):
     name = "jax"
     mutable_arrays = False
     compiles = True
+    vectorizes = True
+    autodiff = "jax.grad"
     index_dtype_name = "int32"
 
     def __init__(self, device):
@@ -38,11 +40,17 @@ class JaxBackend(Backend):
                                "turned off; unset it or use float32")
         return self._jax.device_put(host, self.device)
 
+    def to_numpy(self, array):
+        return np.asarray(self._jax.device_get(array))  # explicit: allowed by transfer guards
+
     def jit(self, fn, **options):
         return self._jax.jit(fn, **options)
 
     def compile(self, jitted, *args):
         return jitted.lower(*args).compile()
+
+    def grad(self, fn):
+        return self._jax.grad(fn)
 
     def sync(self, tree):
         return self._jax.block_until_ready(tree)
@@ -69,7 +77,8 @@ class JaxBackend(Backend):
         return self._jax.random.uniform(key, shape, dtype=self.dtype(dtype))
 
     def devices(self):
-        return [f"{d.platform}:{d.id} ({d.device_kind})" for d in self._jax.devices()]
+        found = [self.device] + [d for d in self._jax.devices() if d != self.device]
+        return [f"{d.platform}:{d.id} ({d.device_kind})" for d in found]
 
     def versions(self):
         import jaxlib

@@ -54,7 +54,8 @@ class TorchBackend(Backend):
                            for i in range(torch.cuda.device_count())]
         if torch.backends.mps.is_available():
             found.append("mps")
-        return found
+        own = [d for d in found if d.split(" ")[0] == self.device_name]
+        return own + [d for d in found if d not in own]
 
     def versions(self):
         return {"numpy": np.__version__, "torch": self._torch.__version__}

@@ -53,7 +53,7 @@ def group(nets, optimizer, weight_decays=None):
     if weight_decays is not None:
         if states[0].weight_decay is None:
             raise ValueError("per-net weight decays need nets built with a non-zero weight_decay_lambda")
-        states = [s._replace(weight_decay=nets[0].backend.xp.asarray(lam, dtype=s.weight_decay.dtype))
+        states = [s._replace(weight_decay=nets[0].backend.asarray(lam, s.weight_decay.dtype))
                   for s, lam in zip(states, weight_decays)]
     return Group(nets[0].model, optimizer, states)
 

@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 
-from xpnet.backends import backend_of
+from xpnet.backends import backend_of, dtype_name
 from xpnet.errors import DataError
 from xpnet.files import atomic_write
 
@@ -57,10 +57,10 @@ def load_checkpoint(path, template, backend, config=None):
         raise DataError(f"{path} does not fit this run: missing {_some(missing)}, unexpected "
                         f"{_some(extra)} (a different model or optimizer?)")
     for name, like in expected.items():
-        value = stored[name]
-        if value.shape != tuple(like.shape) or value.dtype != np.dtype(like.dtype):
+        value, dtype = stored[name], dtype_name(like.dtype)
+        if value.shape != tuple(like.shape) or value.dtype.name != dtype:
             raise DataError(f"{path}: {name} is {value.dtype}{list(value.shape)}, this run needs "
-                            f"{np.dtype(like.dtype)}{list(like.shape)}")
+                            f"{dtype}{list(like.shape)}")
     return _unflatten(template, "", {k: backend.asarray(v) for k, v in stored.items()}), meta
 
 

@@ -3,7 +3,7 @@
 Each follows its input: NumPy arrays give NumPy results, JAX arrays (or tracers under `jax.jit`)
 give JAX results, CuPy arrays stay on the GPU. Nothing here mutates its arguments.
 """
-from xpnet.backends import is_floating, is_integer, namespace_of
+from xpnet.backends import device_of, namespace_of
 
 #: Added inside the log of the cross-entropy so that log(0) never happens (the book's delta).
 CROSS_ENTROPY_DELTA = 1e-7
@@ -23,7 +23,7 @@ def step_function(x):
     """1 where x > 0, else 0; same dtype as a floating `x` so it composes with float layers."""
     x = _as_array(x)
     xp = namespace_of(x)
-    return xp.asarray(x > 0, dtype=x.dtype if is_floating(x.dtype) else xp.int32)
+    return xp.astype(x > 0, x.dtype if xp.isdtype(x.dtype, "real floating") else xp.int32)
 
 
 def sigmoid(x):
@@ -34,9 +34,9 @@ def sigmoid(x):
 
 
 def relu(x):
-    """max(x, 0) elementwise."""
+    """max(x, 0) elementwise (x times the mask x > 0)."""
     x = _as_array(x)
-    return namespace_of(x).maximum(x, 0)
+    return x * namespace_of(x).astype(x > 0, x.dtype)
 
 
 def softmax(x):
@@ -50,7 +50,7 @@ def softmax(x):
 def one_hot(t, num_classes, dtype):
     """Integer labels (any shape) -> one-hot rows of `dtype` with `num_classes` columns."""
     xp = namespace_of(t)
-    return xp.asarray(xp.arange(num_classes) == t[..., None], dtype=dtype)
+    return xp.astype(xp.arange(num_classes, dtype=t.dtype, device=device_of(t)) == t[..., None], dtype)
 
 
 def sum_squared_error(y, t):
@@ -78,10 +78,12 @@ def cross_entropy_error(y, t):
     if t.shape == y.shape:
         return -xp.sum(t * xp.log(y + CROSS_ENTROPY_DELTA)) / batch_size
     if t.shape == y.shape[:1]:
-        if not is_integer(t.dtype):
+        if not xp.isdtype(t.dtype, "integral"):
             raise ValueError(f"cross_entropy_error: labels t of shape {t.shape} must be integers, "
                              f"got dtype {t.dtype} (pass one-hot rows of shape {y.shape} otherwise)")
-        picked = y[xp.arange(batch_size), t]  # each row's probability of its label
+        # each row's probability of its label, picked from the flattened rows
+        rows = xp.arange(batch_size, device=device_of(t)) * y.shape[1]
+        picked = xp.take(xp.reshape(y, (-1,)), rows + t)
         return -xp.sum(xp.log(picked + CROSS_ENTROPY_DELTA)) / batch_size
     raise ValueError(f"cross_entropy_error: t of shape {t.shape} fits neither one-hot rows {y.shape} "
                      f"nor integer labels {y.shape[:1]}")

@@ -1,7 +1,7 @@
 """The book's chapter-4 numerical differentiation: central differences with h = 1e-4."""
 import itertools
 
-from xpnet.backends import backend_of, is_floating
+from xpnet.backends import backend_of, device_of
 
 #: The book's step for central differences: small, but not so small that rounding dominates.
 H = 1e-4
@@ -30,13 +30,13 @@ def _gradient_function(f, like, h, chunk_size=256):
     """x -> numerical gradient of f at x, for arrays like `like`; built once, reusable per step."""
     backend = backend_of(like)
     xp = backend.xp
-    if not is_floating(like.dtype):
+    if not xp.isdtype(like.dtype, "real floating"):
         raise TypeError(f"numerical_gradient needs a floating-point x, got dtype {like.dtype}; "
                         "write e.g. np.array([3.0, 4.0]) instead of np.array([3, 4])")
     if backend.mutable_arrays:
-        return lambda x: (_gradient_in_place(f, x, h, xp) if _writeable(x)
+        return lambda x: (_gradient_in_place(f, x, h, xp) if backend.writeable(x)
                           else _gradient_functional(f, x, h, xp))
-    if not hasattr(backend, "vmap"):
+    if not backend.compiles:
         return lambda x: _gradient_functional(f, x, h, xp)
     vectorized = _vmapped_gradient(f, like, h, backend, chunk_size)
     traceable = [True]  # once f fails to trace, later steps go straight to the loop
@@ -52,15 +52,10 @@ def _gradient_function(f, like, h, chunk_size=256):
     return gradient
 
 
-def _writeable(x):
-    flags = getattr(x, "flags", None)
-    return flags is None or getattr(flags, "writeable", True)
-
-
 def _gradient_in_place(f, x, h, xp):
     grad = xp.zeros_like(x)
     for idx in itertools.product(*(range(n) for n in x.shape)):
-        original = x[idx].copy()
+        original = xp.asarray(x[idx], copy=True)
         x[idx] = original + h
         f_plus = f(x)
         x[idx] = original - h
@@ -74,33 +69,36 @@ def _vmapped_gradient(f, like, h, backend, chunk_size):
     xp = backend.xp
     shape, size = like.shape, like.size
     chunk = min(chunk_size, size)
+    device = device_of(like)
 
     def one(flat, i):
-        plus = f(backend.scatter_add(flat, i, h).reshape(shape))
-        minus = f(backend.scatter_add(flat, i, -h).reshape(shape))
+        plus = f(xp.reshape(backend.scatter_add(flat, i, h), shape))
+        minus = f(xp.reshape(backend.scatter_add(flat, i, -h), shape))
         return (plus - minus) / (2 * h)
 
     many = backend.jit(backend.vmap(one, in_axes=(None, 0)))
 
     def gradient(x):
-        flat = x.reshape(-1)
-        parts = [many(flat, xp.arange(start, start + chunk) % size)  # last chunk padded, then cut
-                 for start in range(0, size, chunk)]
-        return xp.concatenate(parts)[:size].astype(x.dtype).reshape(shape)
+        flat = xp.reshape(x, (-1,))
+        parts = [many(flat, xp.arange(start, start + chunk, device=device) % size)  # last chunk
+                 for start in range(0, size, chunk)]                              # padded, then cut
+        return xp.reshape(xp.astype(xp.concat(parts)[:size], x.dtype), shape)
 
     return gradient
 
 
 def _gradient_functional(f, x, h, xp):
-    flat = x.reshape(-1)
-    positions = xp.arange(flat.size)
+    flat = xp.reshape(x, (-1,))
+    device = device_of(x)
+    positions = xp.arange(flat.shape[0], device=device)
+    zero = xp.zeros((), dtype=x.dtype, device=device)
     grad = []
-    for i in range(flat.size):
-        step = xp.where(positions == i, xp.asarray(h, dtype=x.dtype), xp.asarray(0, dtype=x.dtype))
-        f_plus = f((flat + step).reshape(x.shape))
-        f_minus = f((flat - step).reshape(x.shape))
-        grad.append((f_plus - f_minus) / (2 * h))
-    return xp.asarray(xp.stack(grad), dtype=x.dtype).reshape(x.shape)
+    for i in range(flat.shape[0]):
+        step = xp.where(positions == i, zero + h, zero)
+        f_plus = f(xp.reshape(flat + step, x.shape))
+        f_minus = f(xp.reshape(flat - step, x.shape))
+        grad.append(xp.asarray((f_plus - f_minus) / (2 * h), dtype=x.dtype, device=device))
+    return xp.reshape(xp.stack(grad), x.shape)
 
 
 def gradient_descent(f, init_x, lr=0.01, step_num=100):
@@ -108,7 +106,7 @@ def gradient_descent(f, init_x, lr=0.01, step_num=100):
 
     Unlike the book, `init_x` itself is left unchanged.
     """
-    x = backend_of(init_x).xp.array(init_x, copy=True)
+    x = backend_of(init_x).xp.asarray(init_x, copy=True)
     gradient = _gradient_function(f, x, H)
     for _ in range(step_num):
         x = x - lr * gradient(x)

@@ -1,7 +1,7 @@
 """The book's networks: thin, stateful façades over the pure `Sequential` core."""
 import numpy as np
 
-from xpnet.backends import get_backend, is_floating
+from xpnet.backends import get_backend
 from xpnet.nn.init import affine_params, host_rng
 from xpnet.nn.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss, activation_layer
 from xpnet.nn.network import Sequential
@@ -48,8 +48,8 @@ class Net:
         x = self.backend.asarray(x, self.dtype)
         if t is None:
             return x
-        t = self.backend.asarray(t)
-        return x, (self.backend.asarray(t, self.dtype) if is_floating(t.dtype) else t)
+        t = self.backend.asarray(t)  # on the device once; a float cast happens there
+        return x, (self.backend.asarray(t, self.dtype) if self.backend.is_floating(t) else t)
 
     def next_key(self):
         """A fresh random key for one training-mode pass (its Dropout masks)."""
@@ -73,7 +73,8 @@ class Net:
     def accuracy(self, x, t):
         """Fraction of samples classified right (inference mode), as a Python float."""
         x, t = self.to_device(x, t)
-        return float(self.model.correct_count(self.params, x, t, self.state)) / x.shape[0]
+        count = self.model.correct_count(self.params, x, t, self.state)
+        return self.backend.to_numpy(count).item() / x.shape[0]
 
     def gradient(self, x, t):
         """Gradients of the loss by backprop (training mode), keyed like `params`."""

@@ -1,5 +1,5 @@
 """A stack of layers as pure functions of `params`: the functional core the book's nets wrap."""
-from xpnet.backends import backend_of, namespace_of
+from xpnet.backends import backend_of, device_of, namespace_of
 from xpnet.nn.layers import Context
 
 
@@ -45,11 +45,12 @@ class Sequential:
     def decay(self, like, weight_decay=None):
         """λ in the dtype of `like`: a float64 λ must not promote float32 params."""
         lam = self.weight_decay if weight_decay is None else weight_decay
-        return namespace_of(like).asarray(lam, dtype=like.dtype)
+        return namespace_of(like).asarray(lam, dtype=like.dtype, device=device_of(like))
 
     def decay_loss(self, params, weight_decay=None):
         """½λΣW² over `decayed_weights` (0 without weight decay)."""
-        return sum(0.5 * self.decay(params[name], weight_decay) * (params[name] ** 2).sum()
+        return sum(0.5 * self.decay(params[name], weight_decay)
+                   * namespace_of(params[name]).sum(params[name] ** 2)
                    for name in self.decayed_weights(weight_decay))
 
     def forward(self, params, x, train=False, state=None, key=None):
@@ -98,7 +99,7 @@ class Sequential:
         xp = namespace_of(x)
         predicted = xp.argmax(self.predict(params, x, False, state), axis=1)
         labels = xp.argmax(t, axis=1) if t.ndim == 2 else t
-        return xp.sum(predicted == labels)
+        return xp.sum(xp.astype(predicted == labels, xp.int32))
 
     def __repr__(self):
         decay = f", weight_decay={self.weight_decay!r}" if self.decayed_weights() else ""

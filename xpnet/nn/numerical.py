@@ -22,8 +22,8 @@ layer and net.
 """
 import weakref
 
-from xpnet.backends import backend_of
-from xpnet.nn.functions import CROSS_ENTROPY_DELTA
+from xpnet.backends import backend_of, device_of
+from xpnet.nn.functions import CROSS_ENTROPY_DELTA, one_hot
 from xpnet.nn.gradient import H, numerical_gradient
 from xpnet.nn.layers import Affine, SoftmaxWithLoss
 
@@ -54,7 +54,7 @@ def model_numerical_gradient(model, params, x, t, state=None, key=None, weight_d
     for name, value in params.items():
         def loss_of(array, name=name):
             return model.loss({**params, name: array}, x, t, True, state, key, weight_decay)
-        grads[name] = numerical_gradient(loss_of, xp.array(value, copy=True))
+        grads[name] = numerical_gradient(loss_of, xp.asarray(value, copy=True))
     return grads
 
 
@@ -70,11 +70,11 @@ def structured_numerical_gradient(model, params, x, t, h=H, chunk_bytes=DEFAULT_
     inputs = []
     out = x
     for layer in layers:
-        inputs.append(out.reshape(out.shape[0], -1) if isinstance(layer, Affine) else out)
+        inputs.append(xp.reshape(out, (out.shape[0], -1)) if isinstance(layer, Affine) else out)
         out, _ = layer.forward(params, out)
     outputs = inputs[1:] + [out]  # outputs[k] is what layer k produced
     n = x.shape[0]
-    step = xp.asarray(h, dtype=x.dtype)
+    step = xp.asarray(h, dtype=x.dtype, device=device_of(x))
 
     grads = {}
     for l, layer in enumerate(layers):
@@ -83,21 +83,22 @@ def structured_numerical_gradient(model, params, x, t, h=H, chunk_bytes=DEFAULT_
         d_in, d_out = params[layer.weight].shape
         features, samples, values, first = _distinct_perturbations(xp, inputs[l])
         widest = max(params[lay.weight].shape[1] for lay in layers[l:] if isinstance(lay, Affine))
-        chunk = max(1, chunk_bytes // (d_out * 2 * widest * x.dtype.itemsize))
+        chunk = max(1, chunk_bytes // (d_out * 2 * widest * (xp.finfo(x.dtype).bits // 8)))
         # Pad to whole chunks with entries of value 0 (they change nothing); equal chunk shapes
         # let JAX reuse one compiled function.
         pad = -samples.shape[0] % chunk
-        samples = xp.concatenate([samples, xp.zeros(pad, dtype=samples.dtype)])
-        values = xp.concatenate([values, xp.zeros(pad, dtype=values.dtype)])
+        samples = xp.concat([samples, xp.zeros(pad, dtype=samples.dtype, device=device_of(x))])
+        values = xp.concat([values, xp.zeros(pad, dtype=values.dtype, device=device_of(x))])
         differences = _loss_differences(backend, model, l)
         rows = [differences(params, outputs, t, samples[start:start + chunk],
                             values[start:start + chunk], step)
                 for start in range(0, samples.shape[0], chunk)]
         # Each (sample, input) entry gets the row of its distinct (sample, value) pair.
-        per_entry = xp.concatenate(rows)[xp.cumsum(first) - 1]
-        total = backend.scatter_add(xp.zeros((d_in + 1, d_out), dtype=x.dtype), features, per_entry)
-        total = total / (2 * h * n)
-        grads[layer.weight], grads[layer.bias] = total[:d_in], total[d_in]
+        pair = xp.cumulative_sum(xp.astype(first, xp.int64)) - 1
+        per_entry = xp.take(xp.concat(rows), pair, axis=0)
+        zeros = xp.zeros((d_in + 1, d_out), dtype=x.dtype, device=device_of(x))
+        total = backend.scatter_add(zeros, features, per_entry) / (2 * h * n)
+        grads[layer.weight], grads[layer.bias] = total[:d_in, ...], total[d_in, ...]
     for name in model.decayed_weights(weight_decay):  # ½λw² changes by itself when w moves
         w, lam = params[name], model.decay(params[name], weight_decay)
         grads[name] = grads[name] + (0.5 * lam * (w + step) ** 2 - 0.5 * lam * (w - step) ** 2) / (2 * step)
@@ -114,14 +115,17 @@ def _distinct_perturbations(xp, x2):
     Returns (features, samples, values, first): the features of all entries in that order, the
     sample and value of each distinct pair, and a mask of the entries that start a new pair.
     """
-    n = x2.shape[0]
-    with_bias = xp.concatenate([x2, xp.ones((n, 1), dtype=x2.dtype)], axis=1)
+    n, device = x2.shape[0], device_of(x2)
+    with_bias = xp.concat([x2, xp.ones((n, 1), dtype=x2.dtype, device=device)], axis=1)
     samples, features = xp.nonzero(with_bias)
-    values = with_bias[samples, features]
-    order = xp.lexsort(xp.stack([values, samples.astype(values.dtype)]))
-    samples, features, values = samples[order], features[order], values[order]
-    first = xp.concatenate([xp.ones(1, dtype=bool),
-                            (samples[1:] != samples[:-1]) | (values[1:] != values[:-1])])
+    values = xp.take(xp.reshape(with_bias, (-1,)), samples * with_bias.shape[1] + features)
+    # by sample, then by value: nonzero lists the samples in order, so one stable sort by
+    # value followed by a stable sort by sample
+    order = xp.argsort(values, stable=True)
+    order = xp.take(order, xp.argsort(xp.take(samples, order), stable=True))
+    samples, features, values = (xp.take(a, order) for a in (samples, features, values))
+    first = xp.concat([xp.ones(1, dtype=xp.bool, device=device),
+                       (samples[1:] != samples[:-1]) | (values[1:] != values[:-1])])
     return features, samples[first], values[first], first
 
 
@@ -133,7 +137,7 @@ def _loss_differences(backend, model, l):
     """differences(params, outputs, t, samples, values, h) -> (P, d_out) array of
     ℓ(W[i, j] + h) − ℓ(W[i, j] − h) for the sample's own loss ℓ, one row per perturbed entry
     (its sample and input value) of Affine layer `l`."""
-    key = (backend.name, l)
+    key = (backend, l)
     cached = _COMPILED.setdefault(model, {})
     if key not in cached:
         cached[key] = _build_loss_differences(backend, model.layers, l)
@@ -147,17 +151,20 @@ def _build_loss_differences(backend, layers, l):
 
     def differences(params, outputs, t, samples, values, h):
         d_out = params[layer.weight].shape[1]
-        base = outputs[l][samples]                                      # (P, d_out)
-        moved = h * values[:, None, None] * xp.asarray([1, -1], dtype=base.dtype)
+        device = device_of(values)
+        base = xp.take(outputs[l], samples, axis=0)                    # (P, d_out)
+        signs = xp.asarray([1, -1], dtype=base.dtype, device=device)
+        moved = h * values[:, None, None] * signs                      # (P, 1, ±)
         if m is None:  # the last Affine: only score j of the sample's row moves
             rows = base
-            delta = xp.where(xp.eye(d_out, dtype=bool)[None, :, None, :], moved[..., None], 0)
+            eye = xp.eye(d_out, dtype=base.dtype, device=device)
+            delta = moved[..., None] * eye[None, :, None, :]            # (P, d_out, ±, d_out)
         else:
             z = base[:, :, None] + moved                                # (P, d_out, ±)
             for between in layers[l + 1:m]:                              # elementwise
                 z, _ = between.forward(params, z)
-            dz = z - outputs[m - 1][samples][:, :, None]               # change of input j of layer m
-            rows = outputs[m][samples]                                  # (P, D)
+            dz = z - xp.take(outputs[m - 1], samples, axis=0)[:, :, None]  # change of input j of layer m
+            rows = xp.take(outputs[m], samples, axis=0)                 # (P, D)
             delta = dz[..., None] * params[layers[m].weight][None, :, None, :]  # rank-1 update
         if m is None or m == len(layers) - 1:
             # rows + delta are the scores: softmax is shift-invariant, so shift by the unperturbed
@@ -169,10 +176,10 @@ def _build_loss_differences(backend, layers, l):
             for rest in layers[m + 1:]:
                 scores = _apply(rest, params, scores)
             exps = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
-        losses = _losses_from_exps(xp, exps, t[samples])              # (P, d_out, ±)
+        losses = _losses_from_exps(xp, exps, xp.take(t, samples, axis=0))  # (P, d_out, ±)
         return losses[..., 0] - losses[..., 1]
 
-    return backend.jit(differences) if backend.compiles else differences
+    return backend.jit(differences)
 
 
 def _apply(layer, params, rows):
@@ -187,9 +194,9 @@ def _losses_from_exps(xp, exps, t):
     t holds one label (P,) or one-hot row (P, C) per leading index."""
     total = xp.sum(exps, axis=-1)
     extra = (1,) * (exps.ndim - 2)
-    if t.ndim == 1:
-        index = xp.broadcast_to(t.reshape(t.shape + extra + (1,)), exps.shape[:-1] + (1,))
-        e_t = xp.take_along_axis(exps, index, axis=-1)[..., 0]
+    if t.ndim == 1:  # the label's column, picked by a product with its one-hot row
+        rows = xp.reshape(one_hot(t, exps.shape[-1], exps.dtype), t.shape + extra + exps.shape[-1:])
+        e_t = xp.sum(exps * rows, axis=-1)
         return -xp.log(e_t / total + CROSS_ENTROPY_DELTA)
-    t = t.reshape(t.shape[:1] + extra + t.shape[1:])
+    t = xp.reshape(t, t.shape[:1] + extra + t.shape[1:])
     return -xp.sum(t * xp.log(exps / total[..., None] + CROSS_ENTROPY_DELTA), axis=-1)

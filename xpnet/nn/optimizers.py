@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from xpnet.backends import is_floating, namespace_of
+from xpnet.backends import device_of, namespace_of
 
 #: Added to the root in AdaGrad, RMSprop and Adam so an all-zero history does not divide by zero.
 EPS = 1e-7
@@ -70,8 +70,9 @@ class Optimizer:
 
     def __init__(self, **hyperparameters):
         for name, value in hyperparameters.items():
-            if np.ndim(value) != 0:
-                raise ValueError(f"hyperparameter {name} must be a scalar, got shape {np.shape(value)}")
+            shape = tuple(getattr(value, "shape", np.shape(value)))
+            if shape:
+                raise ValueError(f"hyperparameter {name} must be a scalar, got shape {shape}")
             setattr(self, name, value)
         self._hyper_names = tuple(hyperparameters)
         self._eager_state = None
@@ -84,14 +85,17 @@ class Optimizer:
     def init(self, params):
         """The state before the first step: count 0, the constructor's hyperparameters, zero slots."""
         values = list(params.values())
-        xp = namespace_of(values[0]) if values else np
-        dtype = np.result_type(*(p.dtype for p in values)) if values else np.float64
-        if not is_floating(dtype):
-            dtype = np.result_type(dtype, np.float32)
-        hyper = {name: xp.asarray(value, dtype=dtype) for name, value in self.hyperparameters.items()}
+        if not values:
+            raise ValueError("params is empty: there is nothing to optimize")
+        xp, device = namespace_of(values[0]), device_of(values[0])
+        dtype = xp.result_type(*(p.dtype for p in values))
+        if not xp.isdtype(dtype, "real floating"):
+            dtype = xp.float32
+        hyper = {name: xp.asarray(value, dtype=dtype, device=device)
+                 for name, value in self.hyperparameters.items()}
         slots = {slot: {name: namespace_of(p).zeros_like(p) for name, p in params.items()}
                  for slot in self.State._fields[2:]}
-        return self.State(count=xp.zeros((), dtype=xp.int32), hyper=hyper, **slots)
+        return self.State(count=xp.zeros((), dtype=xp.int32, device=device), hyper=hyper, **slots)
 
     def with_hyper(self, state, **values):
         """`state` with some hyperparameters replaced, keeping their dtype (and so a jitted step)."""
@@ -101,7 +105,7 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__} has no hyperparameter {name!r}; "
                                  f"it has {', '.join(hyper)}")
             old = hyper[name]
-            new = namespace_of(old).asarray(value, dtype=old.dtype)
+            new = namespace_of(old).asarray(value, dtype=old.dtype, device=device_of(old))
             if new.shape != old.shape:
                 raise ValueError(f"hyperparameter {name} must be a scalar, got shape {new.shape}")
             hyper[name] = new
@@ -118,8 +122,8 @@ class Optimizer:
             if p.dtype not in cast:
                 # Cast every hyperparameter to the parameter's dtype: float64 ones (NumPy scalars,
                 # arrays, JAX x64) would otherwise silently promote a float32 model.
-                step = xp.asarray(count, dtype=p.dtype)
-                hyper = {k: xp.asarray(v, dtype=p.dtype) for k, v in state.hyper.items()}
+                step = xp.astype(count, p.dtype)
+                hyper = {k: xp.astype(v, p.dtype) for k, v in state.hyper.items()}
                 cast[p.dtype] = (self._per_step(xp, hyper, step), step)
             hyper, step = cast[p.dtype]
             slots = {slot: getattr(state, slot)[name] for slot in slot_names}

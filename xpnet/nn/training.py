@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from xpnet.backends import get_backend, namespace_of
+from xpnet.backends import backend_of, get_backend, namespace_of
 from xpnet.errors import DataError
 from xpnet.nn.checkpoint import load_checkpoint, save_checkpoint
 from xpnet.nn.numerical import model_numerical_gradient
@@ -45,34 +45,39 @@ class TrainState(NamedTuple):
 
 
 def check_classification_data(x, t, num_features, num_classes, name):
-    """Raise DataError unless host arrays x (N, num_features) and t (labels or one-hot) fit a classifier."""
-    x, t = np.asarray(x), np.asarray(t)
+    """Raise DataError unless x (N, num_features) and t (labels or one-hot) fit a classifier.
+
+    Host or device arrays alike: the checks run where the data is, and only their verdicts (a
+    few scalars, once per run) come to the host."""
+    x, t = (a if hasattr(a, "shape") else np.asarray(a) for a in (x, t))  # lists too
+    xp = namespace_of(x)
     if x.ndim != 2 or x.shape[1] != num_features:
-        raise DataError(f"{name}: images must have shape (N, {num_features}), got {x.shape}; "
+        raise DataError(f"{name}: images must have shape (N, {num_features}), got {tuple(x.shape)}; "
                         "load them with flatten=True")
     if x.shape[0] == 0:
         raise DataError(f"{name}: the data set is empty")
-    if t.shape[:1] != x.shape[:1]:
+    if tuple(t.shape[:1]) != tuple(x.shape[:1]):
         raise DataError(f"{name}: {x.shape[0]} images but {t.shape[0] if t.ndim else 0} labels")
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+    if xp.isdtype(x.dtype, "real floating") and not _value(xp.all(xp.isfinite(x))):
         raise DataError(f"{name}: images contain NaN or infinite values")
     if t.ndim == 1:
-        if not np.issubdtype(t.dtype, np.integer):
+        if not namespace_of(t).isdtype(t.dtype, "integral"):
             raise DataError(f"{name}: labels must be integers, got dtype {t.dtype}")
-        if t.min() < 0 or t.max() >= num_classes:
-            raise DataError(f"{name}: labels must lie in 0..{num_classes - 1}, "
-                            f"found {t.min()}..{t.max()}")
-    elif t.shape != (x.shape[0], num_classes):
-        raise DataError(f"{name}: one-hot labels must have shape {(x.shape[0], num_classes)}, got {t.shape}")
+        low, high = _value(namespace_of(t).min(t)), _value(namespace_of(t).max(t))
+        if low < 0 or high >= num_classes:
+            raise DataError(f"{name}: labels must lie in 0..{num_classes - 1}, found {low}..{high}")
+    elif tuple(t.shape) != (x.shape[0], num_classes):
+        raise DataError(f"{name}: one-hot labels must have shape {(x.shape[0], num_classes)}, "
+                        f"got {tuple(t.shape)}")
 
 
 def initial_train_state(net, optimizer):
     """The TrainState of a run starting from `net`'s current params and state."""
-    xp = net.backend.xp
+    backend = net.backend
     decays = net.model.decayed_weights()
     weight_decay = net.model.decay(net.params[decays[0]]) if decays else None
     return TrainState(dict(net.params), optimizer.init(net.params), dict(net.state),
-                      xp.zeros((), dtype=xp.int32), weight_decay)
+                      backend.xp.zeros((), dtype=backend.xp.int32, device=backend.device), weight_decay)
 
 
 def make_train_step(model, optimizer, backend, key, gradient="backprop"):
@@ -85,9 +90,11 @@ def make_train_step(model, optimizer, backend, key, gradient="backprop"):
         raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
     loss_of = backend.jit(lambda p, x, t, s, k, wd: model.loss(p, x, t, True, s, k, wd))
 
+    xp = backend.xp
+
     def step(state, x, t, order, i):
-        batch = order[i]
-        xb, tb = x[batch], t[batch]
+        batch = order[i, ...]
+        xb, tb = xp.take(x, batch, axis=0), xp.take(t, batch, axis=0)
         k = backend.fold_in(key, state.step) if model.random else None
         if gradient == "backprop":
             loss, grads, net_state = model.loss_grad_state(state.params, xb, tb, state.net_state, k,
@@ -160,7 +167,7 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
     (x_train, t_train), (x_test, t_test) = train, test
     check_classification_data(x_train, t_train, net.input_size, net.output_size, "training data")
     check_classification_data(x_test, t_test, net.input_size, net.output_size, "test data")
-    n_train = len(x_train)
+    n_train = x_train.shape[0]
     n_batches = n_train // batch_size
     if n_batches == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({n_train} samples)")
@@ -178,8 +185,8 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
 
     x_train, t_train = net.to_device(x_train, t_train)
     x_test, t_test = net.to_device(x_test, t_test)
-    x_eval, t_eval = x_train[:eval_samples], t_train[:eval_samples]  # [:None] is everything
-    x_test_eval, t_test_eval = x_test[:eval_samples], t_test[:eval_samples]
+    x_eval, t_eval = _first(x_train, eval_samples), _first(t_train, eval_samples)
+    x_test_eval, t_test_eval = _first(x_test, eval_samples), _first(t_test, eval_samples)
     step = make_train_step(net.model, optimizer, backend, backend.key(seed), gradient)
     compiled = backend.compiles and gradient == "backprop"
     epoch_fn = compiled_epoch(step, backend) if compiled else None
@@ -215,9 +222,9 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
             seconds = time.perf_counter() - start
 
             start = time.perf_counter()
-            train_acc = float(count_train(state.params, x_eval, t_eval, state.net_state)) / len(x_eval)
-            test_acc = (float(count_test(state.params, x_test_eval, t_test_eval, state.net_state))
-                        / len(x_test_eval))
+            train_acc = _value(count_train(state.params, x_eval, t_eval, state.net_state)) / x_eval.shape[0]
+            test_acc = (_value(count_test(state.params, x_test_eval, t_test_eval, state.net_state))
+                        / x_test_eval.shape[0])
             eval_seconds = time.perf_counter() - start
             net.params.update(state.params)
             net.state.update(state.net_state)
@@ -231,3 +238,14 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
             if on_epoch is not None:
                 on_epoch(result)
     return FitResult(history, compile_seconds, batch_losses)
+
+
+def _first(array, n):
+    """The first `n` rows of `array` (all for None or more than it has)."""
+    return array if n is None or n >= array.shape[0] else array[:n, ...]
+
+
+def _value(scalar):
+    """A 0-d array of any backend as a Python number (one device -> host copy: a sync, so
+    only at logging boundaries)."""
+    return backend_of(scalar).to_numpy(scalar).item()
