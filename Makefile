@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench bench-gpu bench-data clean
+.PHONY: install run test bench bench-gpu bench-compare bench-data clean
 
 install: $(STAMP)
 
@@ -44,6 +44,18 @@ bench-gpu: install bench-data
 	XPNET_BENCH_GPU=1 $(PY) -m pytest bench --benchmark-only \
 		--benchmark-json=bench/results/gpu.json --benchmark-columns=min,median,rounds -q
 	$(PY) bench/report.py bench/results/gpu.json
+
+# Before/after in one run: the epoch suite on this tree and, as IMPL@baseline, on a git worktree
+# of BASE (kept in /tmp for the next run), then bench/results/compare.{json,md,png}.
+BASE ?= a0d1959
+BASE_DIR = /tmp/xpnet-baseline-$(BASE)
+bench-compare: install bench-data
+	mkdir -p bench/results
+	test -d $(BASE_DIR) || git worktree add --detach $(BASE_DIR) $(BASE)
+	XPNET_BENCH_BASELINE=$(BASE_DIR) $(PY) -m pytest bench/test_bench_epoch.py -k test_epoch \
+		--benchmark-only --benchmark-json=bench/results/compare.json \
+		--benchmark-columns=min,median,rounds -q
+	$(PY) bench/report.py bench/results/compare.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks bench/results *.egg-info

@@ -7,6 +7,10 @@ The pytest process talks to a worker with one JSON line per command on its stdin
     {"cmd": "epoch", "run": id}         -> {"seconds": s, "loss": l}   (device synced)
     {"cmd": "matmul"}                   -> {"gflops": g, "library": name}
 Run as a script (`python bench/peers.py IMPL`) it is the worker.
+
+`IMPL@baseline` (xpnet-numpy@baseline, ...) is IMPL on the xpnet of the older checkout that
+$XPNET_BENCH_BASELINE names: its worker imports that xpnet (PYTHONPATH), so one run compares
+before with after. The worker code below therefore calls only what both versions provide.
 """
 import json
 import os
@@ -24,9 +28,12 @@ MODELS = {
     "A": {"hidden": [50], "activation": "sigmoid", "init": 0.01, "optimizer": "sgd", "lr": 0.1},
     "B": {"hidden": [100] * 5, "activation": "relu", "init": "he", "optimizer": "adam", "lr": 0.001},
 }
-CPU_IMPLS = ("xpnet-numpy", "xpnet-jax", "torch-cpu", "plain-numpy", "plain-jax", "matmuls-numpy",
-             "matmuls-jax")
-GPU_IMPLS = ("xpnet-cupy", "xpnet-jax", "torch-cuda")
+CPU_IMPLS = ("xpnet-numpy", "xpnet-jax", "xpnet-torch", "torch-cpu", "plain-numpy", "plain-jax",
+             "matmuls-numpy", "matmuls-jax")
+GPU_IMPLS = ("xpnet-cupy", "xpnet-jax", "xpnet-torch", "torch-cuda")
+#: An older checkout of the repo to compare with, and the impls it runs as IMPL@baseline.
+BASELINE_VAR = "XPNET_BENCH_BASELINE"
+BASELINE_IMPLS = ("xpnet-numpy", "xpnet-jax", "xpnet-cupy")
 SEED = 0
 
 
@@ -43,10 +50,13 @@ class Worker:
     """A worker process for one implementation; `call(cmd, **args)` returns its JSON reply."""
 
     def __init__(self, impl, gpu=False):
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        if impl.endswith("-jax"):
+        name, _, version = impl.partition("@")
+        env = dict(os.environ, PYTHONPATH=os.environ[BASELINE_VAR] if version else str(ROOT))
+        if name.endswith("-jax"):
             env["JAX_PLATFORMS"] = "cuda" if gpu else "cpu"
-        if impl == "torch-cpu":
+        if name == "xpnet-torch":
+            env["XPNET_DEVICE"] = "cuda" if gpu else "cpu"
+        if name == "torch-cpu" or (name == "xpnet-torch" and not gpu):
             env["CUDA_VISIBLE_DEVICES"] = ""
         self.impl = impl
         self.process = subprocess.Popen([sys.executable, __file__, impl], stdin=subprocess.PIPE,
@@ -71,6 +81,11 @@ class Worker:
 
 def available(impl):
     """(ok, reason) for running `impl` on this machine."""
+    impl, _, version = impl.partition("@")
+    if version:
+        folder = os.environ.get(BASELINE_VAR)
+        if not folder or not (Path(folder) / "xpnet" / "__init__.py").is_file():
+            return False, f"{BASELINE_VAR}={folder!r} is not a checkout of xpnet"
     try:
         if impl.startswith(("xpnet-", "plain-", "matmuls-")):
             import xpnet
@@ -105,7 +120,9 @@ def load_data(dataset, limit):
 
 
 class XpnetRun:
-    """One model trained by xpnet exactly as `fit` does: an epoch is one compiled program on JAX."""
+    """One model trained by xpnet exactly as `fit` does: an epoch is one compiled program on JAX,
+    eager steps elsewhere (torch.compile is opt-in). The backend's device comes from the worker's
+    environment (JAX_PLATFORMS, XPNET_DEVICE), so `get_backend(name)` works on older xpnets too."""
 
     def __init__(self, backend_name, spec, sizes, batch_size, x, t):
         from xpnet import get_backend
@@ -128,7 +145,7 @@ class XpnetRun:
         else:
             self.epoch_fn = lambda state, x, t, order: run_epoch(step, state, x, t, order)
         self.compile_seconds = time.perf_counter() - start if backend.compiles else None
-        self.device = backend.devices()[0]
+        self.device = device_name(backend)
         self.count = 0
 
     def epoch(self):
@@ -139,6 +156,24 @@ class XpnetRun:
         self.backend.sync(self.state)
         seconds = time.perf_counter() - start
         return seconds, float(np.mean(self.backend.to_numpy(losses)))
+
+
+def device_name(backend):
+    """The backend's own device as `devices()` names it (with the model where there is one); an
+    older xpnet has no `device_name` and lists its own device first."""
+    names, own = backend.devices(), getattr(backend, "device_name", None)
+    mine = [d for d in names if own and (d == own or d.startswith(f"{own} ("))]
+    return (mine or [own or names[0]])[0]
+
+
+def check_baseline_import():
+    """Raise unless this worker's xpnet is the baseline checkout's: with xpnet installed in the
+    venv, a missing or broken checkout would otherwise measure the current code under its name."""
+    import xpnet
+
+    folder = Path(os.environ[BASELINE_VAR]).resolve()
+    if folder not in Path(xpnet.__file__).resolve().parents:
+        raise RuntimeError(f"imported xpnet from {Path(xpnet.__file__).parent}, not from {folder}")
 
 
 class TorchRun:
@@ -334,6 +369,7 @@ class PlainRun:
 
 def matmul_gflops(impl, n=2048, repeat=5):
     """The float32 matmul throughput this implementation's library reaches on an n×n product."""
+    impl = impl.partition("@")[0]
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     if impl.startswith(("plain-", "matmuls-")):
         impl = "xpnet-" + impl.split("-", 1)[1]  # the same library underneath
@@ -366,6 +402,7 @@ def _timed(fn):
 def serve(impl):
     """The worker loop: read commands, answer each with one JSON line."""
     runs, data = {}, {}
+    name, _, version = impl.partition("@")
     for line in sys.stdin:
         request = json.loads(line)
         try:
@@ -379,15 +416,17 @@ def serve(impl):
                 x, t = data[key]
                 sizes = [x.shape[1], *spec["hidden"], 10]
                 batch_size = request["batch_size"]
-                if impl.startswith("torch"):
-                    run = TorchRun("cuda" if impl == "torch-cuda" else "cpu", spec, sizes, batch_size, x, t)
+                if name.startswith("torch"):
+                    run = TorchRun("cuda" if name == "torch-cuda" else "cpu", spec, sizes, batch_size, x, t)
                     device = run.device_name
-                elif impl.startswith(("plain-", "matmuls-")):
-                    run = PlainRun(impl.split("-", 1)[1], spec, sizes, batch_size, x, t,
-                                   matmuls_only=impl.startswith("matmuls-"))
+                elif name.startswith(("plain-", "matmuls-")):
+                    run = PlainRun(name.split("-", 1)[1], spec, sizes, batch_size, x, t,
+                                   matmuls_only=name.startswith("matmuls-"))
                     device = run.device
                 else:
-                    run = XpnetRun(impl.split("-", 1)[1], spec, sizes, batch_size, x, t)
+                    if version:
+                        check_baseline_import()
+                    run = XpnetRun(name.split("-", 1)[1], spec, sizes, batch_size, x, t)
                     device = run.device
                 run.epoch()  # warm-up: first-call costs are not part of any round
                 runs[len(runs)] = run

@@ -15,23 +15,32 @@ from statistics import median
 SUITES = ("epoch", "matmul-peak", "scaling", "gradient", "search")
 MODELS = {"A": "TwoLayerNet 784-50-10, sigmoid, SGD",
           "B": "784-100×5-10, ReLU, He init, Adam"}
-IMPLS = ("xpnet-numpy", "xpnet-jax", "xpnet-cupy", "torch-cpu", "torch-cuda")
+IMPLS = ("xpnet-numpy", "xpnet-jax", "xpnet-torch", "xpnet-cupy", "torch-cpu", "torch-cuda")
+#: IMPL@baseline: IMPL on an older checkout's xpnet (`make bench-compare`); IMPL's time over its
+#: time may be at most BASELINE_LIMIT.
+BASELINE, BASELINE_LIMIT = "@baseline", 1.05
 AXES = {"batch_size": "batch size", "hidden": "hidden width"}
 REFERENCE = "book loop (numpy)"
 #: The search suite's labels: the book's loop (sequential NumPy, no pruning) and the same pruned
 #: trials one after another on NumPy, which the parallel executors are measured against.
 SEARCH_BOOK, SEARCH_SEQUENTIAL = "book loop", "sequential"
 SEARCH_SECONDS, SEARCH_SPEEDUP = 60.0, 3.0  # targets: the whole search, and vs one after another
-# (device kind, impl, model) -> [(what the time is divided by, the most it may be)]
+# (device kind, impl, model) -> [(what the time is divided by, the most it may be)]; rows with a
+# baseline row also get ("baseline", BASELINE_LIMIT)
 TARGETS = {
     ("cpu", "xpnet-numpy", "A"): [("torch", 0.60)],
     ("cpu", "xpnet-numpy", "B"): [("torch", 0.65)],
     ("cpu", "xpnet-jax", "A"): [("torch", 0.35), ("bound", 1.8)],
     ("cpu", "xpnet-jax", "B"): [("torch", 0.35), ("bound", 1.8)],
+    ("cpu", "xpnet-torch", "A"): [("torch", 1.10)],
+    ("cpu", "xpnet-torch", "B"): [("torch", 1.10)],
     ("gpu", "xpnet-jax", "A"): [("torch", 0.20)],
+    ("gpu", "xpnet-torch", "A"): [("torch", 1.10)],
+    ("gpu", "xpnet-torch", "B"): [("torch", 1.10)],
     ("gpu", "xpnet-cupy", "A"): [("torch", 1.0)],
     ("gpu", "xpnet-cupy", "B"): [("torch", 1.0)],
 }
+GOALS = {"torch": "torch", "bound": "FLOP bound", "baseline": "baseline"}  # their names
 
 
 class ReportError(Exception):
@@ -74,8 +83,11 @@ def _number(x):
 
 
 def _order(names):
-    """Implementations in the usual order, unknown ones last."""
-    return sorted(set(names), key=lambda n: (IMPLS.index(n) if n in IMPLS else len(IMPLS), n))
+    """Implementations in the usual order, unknown ones last, IMPL@baseline right after IMPL."""
+    def key(name):
+        impl, _, version = name.partition("@")
+        return (IMPLS.index(impl) if impl in IMPLS else len(IMPLS), impl, version)
+    return sorted(set(names), key=key)
 
 
 def _kind(device):
@@ -130,7 +142,12 @@ def epoch_rows(results):
             r["torch"] = torch
             r["vs_torch"] = r["median"] / times[torch] if times.get(torch) else None
             r["vs_bound"] = r["median"] / r["bound"] if r["bound"] else None
-            r["target"] = _target(r, TARGETS.get((r["kind"], r["impl"], model), []))
+            before = times.get(r["impl"] + BASELINE)
+            r["vs_baseline"] = r["median"] / before if before else None
+            goals = TARGETS.get((r["kind"], r["impl"], model), [])
+            if r["vs_baseline"] is not None:
+                goals = goals + [("baseline", BASELINE_LIMIT)]
+            r["target"] = _target(r, goals)
     return dict(sorted(rows.items()))
 
 
@@ -138,10 +155,9 @@ def _target(row, goals):
     """'≤ 0.60× torch: met', '... missed (0.71×)', one clause per goal, joined by '; '."""
     clauses = []
     for what, limit in goals:
-        value = row["vs_torch"] if what == "torch" else row["vs_bound"]
-        name = "torch" if what == "torch" else "FLOP bound"
+        value, name = row[f"vs_{what}"], GOALS[what]
         if value is None:
-            verdict = f"— (no {row['torch'] if what == 'torch' else 'FLOP bound'})"
+            verdict = f"— (no {row['torch'] if what == 'torch' else name})"
         elif value <= limit * (1 + 1e-9):
             verdict = "met"
         else:  # never print a miss that rounds to the limit
@@ -285,6 +301,10 @@ def markdown(results, png_name=None):
         run.append(f"commit `{str(results['commit']['id'])[:10]}`{dirty}")
     if run:
         out.append(f"- **Run:** {', '.join(run)}")
+    baselines = sorted({str(e["baseline"]) for e in results["epoch"] if e.get("baseline")})
+    if baselines:
+        shown = ", ".join(f"`{b}`" for b in baselines)
+        out.append(f"- **Baseline:** {shown} (the IMPL{BASELINE} rows)")
     best = peaks(results)
     for kind, e in best.items():
         how = [str(e[k]) for k in ("impl", "library", "dtype") if e.get(k)]
@@ -318,13 +338,15 @@ def _epoch_section(results, peak):
                              f"at {gflops(peak[kind])} GFLOP/s")
         if facts:
             out += [" · ".join(facts), ""]
+        compare = any(r["vs_baseline"] is not None for r in rows)  # its column only then
         out += _table(
-            ["impl", "device", "median s", "min s", "rounds", "vs torch", "vs FLOP bound",
-             "compile s", "target"],
+            ["impl", "device", "median s", "min s", "rounds", "vs torch"]
+            + ["vs baseline"] * compare + ["vs FLOP bound", "compile s", "target"],
             [[r["impl"], r["device"], secs(r["median"]), secs(r["min"]), r["rounds"],
-              ratio(r["vs_torch"]), ratio(r["vs_bound"]), secs(r["compile"]), r["target"] or "—"]
+              ratio(r["vs_torch"])] + [ratio(r["vs_baseline"])] * compare
+             + [ratio(r["vs_bound"]), secs(r["compile"]), r["target"] or "—"]
              for r in rows],
-            "llrrrrrrl")
+            "llrrrr" + "r" * compare + "rrl")
     if out:
         out = ["", "## Full epoch", "",
                "Median over rounds; \"vs torch\" divides by PyTorch on the same kind of device "
@@ -332,7 +354,9 @@ def _epoch_section(results, peak):
                "matmuls take at the matmul peak measured on that kind of device; compile time is "
                "not in the median. plain-*: the same training hand-written in that library; "
                "matmuls-*: only the epoch's matmuls (with the batch gathers and a weight update), "
-               "a floor for any implementation on that library at these shapes."] + out
+               "a floor for any implementation on that library at these shapes. IMPL@baseline: IMPL "
+               "on the older checkout's xpnet (`make bench-compare`); \"vs baseline\" divides "
+               "IMPL's time by it."] + out
     return out
 
 

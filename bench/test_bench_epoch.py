@@ -8,8 +8,12 @@ of a shared machine hits them all alike. Each round is one epoch: 600 batches of
 JAX compiles before the first round and reports its compile time apart. `bench/report.py` turns
 the JSON into the Markdown table and plot. XPNET_BENCH_GPU=1 (`make bench-gpu`) benchmarks the
 GPU implementations instead. With --benchmark-disable (CI) everything runs once on 6,000 images.
+
+XPNET_BENCH_BASELINE=DIR (`make bench-compare`) adds IMPL@baseline to the epoch suite for
+xpnet's impls: the same benchmark on the xpnet of the older checkout in DIR, for before/after.
 """
 import os
+import subprocess
 import time
 
 import pytest
@@ -17,7 +21,7 @@ import pytest
 from xpnet.data import resolve_dataset
 from xpnet.data.datasets import IDX_FILES, SYSTEM_FASHION_MNIST_DIR, default_data_dir
 
-from peers import CPU_IMPLS, GPU_IMPLS, MODELS, Worker, available
+from peers import BASELINE_IMPLS, BASELINE_VAR, CPU_IMPLS, GPU_IMPLS, MODELS, Worker, available
 
 GPU = os.environ.get("XPNET_BENCH_GPU") == "1"
 IMPLS = GPU_IMPLS if GPU else CPU_IMPLS
@@ -25,6 +29,16 @@ ROUNDS = int(os.environ.get("XPNET_BENCH_ROUNDS", "5"))
 BATCH = 100
 SCALING = {"batch_size": [32, 64, 128, 256, 512, 1024], "hidden": [50, 128, 256, 512, 1024]}
 SCALING_IMPLS = [impl for impl in IMPLS if impl.startswith("xpnet-")]
+BASELINE = os.environ.get(BASELINE_VAR)
+EPOCH_IMPLS = IMPLS + tuple(f"{impl}@baseline" for impl in IMPLS
+                            if BASELINE and impl in BASELINE_IMPLS)
+
+
+def baseline_commit():
+    """The baseline checkout's commit (short hash), or its folder where git cannot tell."""
+    done = subprocess.run(["git", "-C", BASELINE, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or BASELINE
 
 
 def bench_dataset():
@@ -96,7 +110,7 @@ def time_epochs(benchmark, worker, run, rounds=1):
     return min(inner)
 
 
-EPOCH_CASES = [(model, r, impl) for model in MODELS for r in range(ROUNDS) for impl in IMPLS]
+EPOCH_CASES = [(model, r, impl) for model in MODELS for r in range(ROUNDS) for impl in EPOCH_IMPLS]
 
 
 @pytest.mark.parametrize("model, round_, impl", EPOCH_CASES,
@@ -110,6 +124,8 @@ def test_epoch(benchmark, runs, quick, model, round_, impl):
         suite="epoch", model=model, impl=impl, round=round_, device=setup["device"],
         dataset=setup["dataset"], synthetic=setup["synthetic"], batches=setup["batches"],
         flops=setup["flops"], compile_seconds=setup["compile_seconds"], worker_seconds=worker_seconds)
+    if impl.endswith("@baseline"):
+        benchmark.extra_info["baseline"] = baseline_commit()
     assert worker_seconds > 0 and setup["batches"] == (6000 if quick else 60000) // BATCH
 
 

@@ -19,12 +19,12 @@ def entry(suite, median, **info):
             "params": None, "stats": stats, "extra_info": {"suite": suite, **info}}
 
 
-def epoch(model, impl, times, device="cpu", **info):
+def epoch(model, impl, times, device="cpu", compile_seconds=None, **info):
     """One entry per round, as the epoch suite records them."""
     flops = {"A": 2_000_000_000, "B": 5_000_000_000}[model]
     return [entry("epoch", t, model=model, impl=impl, device=device, round=n,
                   dataset="fashion-mnist", synthetic=True, batches=600, flops=flops,
-                  compile_seconds=info.get("compile_seconds"), worker_seconds=t)
+                  compile_seconds=compile_seconds, worker_seconds=t, **info)
             for n, t in enumerate(times)]
 
 
@@ -52,11 +52,13 @@ def full_results():
         *epoch("A", "xpnet-numpy", [0.3, 0.28, 0.9]),
         *epoch("A", "torch-cpu", [0.5, 0.52, 0.48]),
         *epoch("A", "xpnet-jax", [0.2, 0.21, 0.19], compile_seconds=1.5),
+        *epoch("A", "xpnet-torch", [0.6, 0.55, 0.5]),  # 0.55 / 0.5: just meets 1.10x torch-cpu
         *epoch("A", "xpnet-cupy", [0.04], device=GPU),
         *epoch("A", "torch-cuda", [0.05], device=GPU),
-        # model B: no torch-cpu; cupy misses 1.0x torch-cuda
+        # model B: no torch-cpu; cupy misses 1.0x torch-cuda, xpnet-torch (GPU) misses 1.10x
         *epoch("B", "xpnet-numpy", [1.2, 1.3]),
         *epoch("B", "xpnet-cupy", [0.12], device=GPU),
+        *epoch("B", "xpnet-torch", [0.115], device=GPU),
         *epoch("B", "torch-cuda", [0.1], device=GPU),
         entry("gradient", 12.0, label="book loop (numpy)", backend="numpy"),
         entry("gradient", 0.06, label="xpnet numerical (jax)", backend="jax"),
@@ -141,7 +143,9 @@ def test_real_data_is_not_flagged(tmp_path):
 
 def test_epoch_uses_median_over_rounds_and_ratio_to_torch(md):
     a = by(table(md, "### Model A: TwoLayerNet 784-50-10, sigmoid, SGD"), "impl")
-    assert list(a) == ["xpnet-numpy", "xpnet-jax", "xpnet-cupy", "torch-cpu", "torch-cuda"]
+    assert list(a) == ["xpnet-numpy", "xpnet-jax", "xpnet-torch", "xpnet-cupy", "torch-cpu",
+                       "torch-cuda"]
+    assert "vs baseline" not in a["xpnet-numpy"]  # no baseline rows, no such column
     numpy = a["xpnet-numpy"]
     assert (numpy["median s"], numpy["min s"], numpy["rounds"]) == ("0.3", "0.28", "3")
     assert numpy["vs torch"] == "0.60×"  # 0.3 / 0.5, not the mean 0.493 / 0.5
@@ -160,6 +164,42 @@ def test_missed_targets_show_the_measured_ratio(md):
     assert a["xpnet-cupy"]["target"] == "≤ 1.00× torch: met"
     b = by(table(md, "### Model B: 784-100×5-10, ReLU, He init, Adam"), "impl")
     assert b["xpnet-cupy"]["target"] == "≤ 1.00× torch: missed (1.20×)"
+
+
+def test_xpnet_torch_is_measured_against_the_native_pytorch_peer(md):
+    a = by(table(md, "### Model A: TwoLayerNet 784-50-10, sigmoid, SGD"), "impl")
+    assert a["xpnet-torch"]["vs torch"] == "1.10×"  # median 0.55 / torch-cpu 0.5
+    assert a["xpnet-torch"]["target"] == "≤ 1.10× torch: met"
+    b = by(table(md, "### Model B: 784-100×5-10, ReLU, He init, Adam"), "impl")
+    torch = b["xpnet-torch"]  # on the GPU: divided by torch-cuda's 0.1
+    assert (torch["device"], torch["vs torch"]) == (GPU, "1.15×")
+    assert torch["target"] == "≤ 1.10× torch: missed (1.15×)"
+
+
+def test_baseline_rows_follow_their_impl_and_give_its_ratio(tmp_path):
+    data = {"benchmarks": [
+        *epoch("A", "torch-cpu", [0.5]),
+        *epoch("A", "xpnet-jax@baseline", [0.1], compile_seconds=1.0, baseline="a0d1959"),
+        *epoch("A", "xpnet-jax", [0.2], compile_seconds=1.0),
+        *epoch("A", "xpnet-numpy@baseline", [0.29, 0.3], baseline="a0d1959"),
+        *epoch("A", "xpnet-numpy", [0.3, 0.31]),
+        *epoch("B", "xpnet-numpy", [1.0])]}  # no baseline for model B: no column there
+    md = run(tmp_path, data)
+    assert "- **Baseline:** `a0d1959` (the IMPL@baseline rows)" in md
+    a = by(table(md, "### Model A: TwoLayerNet 784-50-10, sigmoid, SGD"), "impl")
+    assert list(a) == ["xpnet-numpy", "xpnet-numpy@baseline", "xpnet-jax", "xpnet-jax@baseline",
+                       "torch-cpu"]
+    numpy, jax = a["xpnet-numpy"], a["xpnet-jax"]
+    assert numpy["vs baseline"] == "1.03×"  # 0.305 / 0.295
+    assert numpy["target"] == "≤ 0.60× torch: missed (0.61×); ≤ 1.05× baseline: met"
+    assert jax["vs baseline"] == "2.00×"
+    assert jax["target"] == ("≤ 0.35× torch: missed (0.40×); ≤ 1.80× FLOP bound: — (no FLOP "
+                             "bound); ≤ 1.05× baseline: missed (2.00×)")
+    old = a["xpnet-numpy@baseline"]
+    assert (old["vs baseline"], old["vs torch"], old["target"]) == ("—", "0.59×", "—")
+    b = by(table(md, "### Model B: 784-100×5-10, ReLU, He init, Adam"), "impl")
+    assert "vs baseline" not in b["xpnet-numpy"]
+    assert b["xpnet-numpy"]["target"] == "≤ 0.65× torch: — (no torch-cpu)"
 
 
 def test_flop_bound_is_flops_over_the_peak_of_the_same_kind_of_device(md):
