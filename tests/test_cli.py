@@ -1,5 +1,6 @@
 """The command line, end to end: `train` on real digits, `info`, and one-line errors."""
 import json
+import os
 import subprocess
 import sys
 
@@ -12,6 +13,18 @@ from xpnet.cli import main
 def run_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "xpnet", *args], capture_output=True, text=True,
                           timeout=300, env=env)
+
+
+def env_with(**variables):
+    """This process's environment without XPNET_BACKEND and XPNET_DEVICE, plus `variables`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XPNET_BACKEND", "XPNET_DEVICE")}
+    return {**env, **variables}
+
+
+def needs(name):
+    ok, reason = xpnet.available_backends()[name]
+    if not ok:
+        pytest.skip(f"{name} unavailable: {reason}")
 
 
 def test_train_end_to_end_writes_json(tmp_path):
@@ -51,7 +64,7 @@ def test_synthetic_data_is_labelled_as_such(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--backend", "torch"], "unknown backend 'torch'"),
+    (["train", "--backend", "tensorflow"], "unknown backend 'tensorflow'"),
     (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
 ])
 def test_user_errors_are_one_line_with_status_2(args, message):
@@ -72,10 +85,81 @@ def test_unusable_backend_is_one_line_with_status_2():
 
 
 def test_info_lists_backends_and_versions():
-    done = run_cli("info")
+    done = run_cli("info", env=env_with())
     assert done.returncode == 0, done.stderr
     assert "numpy: available" in done.stdout and "cupy:" in done.stdout and "jax:" in done.stdout
+    assert "torch:" in done.stdout and "array-api-strict:" in done.stdout
     assert f"xpnet {xpnet.__version__}" in done.stdout
+    assert "default backend: numpy (set XPNET_BACKEND or pass --backend)" in done.stdout
+    assert "default device: cpu (the library's default; set XPNET_DEVICE or pass --device)" in done.stdout
+    assert "  devices: cpu\n" in done.stdout  # numpy's
+
+
+def test_info_survives_a_device_no_backend_has():
+    done = run_cli("info", env=env_with(XPNET_DEVICE="tpu:7"))
+    assert done.returncode == 0, done.stderr
+    assert "default device: none usable (numpy computes on the CPU only; got device 'tpu:7')" in done.stdout
+    assert "numpy: available" in done.stdout and "not usable on XPNET_DEVICE=tpu:7" in done.stdout
+
+
+def test_help_lists_the_backends_and_device():
+    done = run_cli("train", "--help")
+    assert done.returncode == 0
+    assert "numpy | jax | torch | cupy" in " ".join(done.stdout.split()) and "--device D" in done.stdout
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_train_on_a_device_says_and_records_it(backend, tmp_path, capsys):
+    needs(backend)
+    out = tmp_path / "run.json"
+    status = main(["train", "--backend", backend, "--device", "cpu", "--dataset", "synthetic",
+                   "--epochs", "1", "--no-progress", "--json", str(out)])
+    assert status == 0
+    assert f"backend: {backend} on cpu\n" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["backend"] == backend and report["device"] == "cpu"
+
+
+def test_device_comes_from_xpnet_device_and_the_option_wins(monkeypatch, capsys):
+    needs("array-api-strict")
+    monkeypatch.setenv("XPNET_DEVICE", "device2")
+    common = ["gradcheck", "--backend", "array-api-strict", "--dataset", "synthetic", "--batch-size", "2",
+              "--hidden", "3"]
+    assert main(common) == 0
+    assert "backend: array-api-strict on device2\n" in capsys.readouterr().out
+    assert main([*common, "--device", "CPU_DEVICE"]) == 0
+    assert "backend: array-api-strict on CPU_DEVICE\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend, device, message", [
+    ("numpy", "cuda", "numpy computes on the CPU only; got device 'cuda'"),
+    ("torch", "tpu", "torch devices are 'cpu', 'cuda', 'cuda:N' or 'mps'; got 'tpu'"),
+    ("array-api-strict", "cpu", "array-api-strict devices are"),
+])
+def test_unknown_device_is_one_line_with_status_2(backend, device, message):
+    needs(backend)
+    for args, env in [(["--device", device], env_with()), ([], env_with(XPNET_DEVICE=device))]:
+        done = run_cli("train", "--backend", backend, *args, "--dataset", "synthetic", env=env)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("xpnet: error: ") and message in done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_experiment_gets_the_backend_with_its_device(tmp_path, monkeypatch, capsys):
+    needs("array-api-strict")
+    from xpnet.experiments import EXPERIMENTS, ExperimentResult
+
+    seen = {}
+
+    def fake(backend, **options):
+        seen["backend"] = backend
+        return ExperimentResult("fake", "done", {}, tmp_path / "fake.png", tmp_path / "fake.json", 0.0)
+
+    monkeypatch.setitem(EXPERIMENTS, "fake", fake)
+    assert main(["experiment", "fake", "--backend", "array-api-strict", "--device", "device2",
+                 "--dataset", "synthetic"]) == 0
+    assert seen["backend"].name == "array-api-strict" and seen["backend"].device_name == "device2"
+    assert "experiment fake on array-api-strict (device2)" in capsys.readouterr().out
 
 
 def test_json_write_failure_is_one_line_and_leaves_no_temp_file(tmp_path, capsys):

@@ -8,9 +8,13 @@ import sys
 from tqdm.auto import tqdm
 
 import xpnet
-from xpnet.backends import BACKEND_NAMES, DEFAULT_BACKEND, ENV_VAR, available_backends, get_backend
+from xpnet.backends import (BACKEND_NAMES, DEFAULT_BACKEND, DEVICE_VAR, ENV_VAR, available_backends,
+                            get_backend)
 from xpnet.errors import XpnetError
 from xpnet.files import atomic_write
+
+#: The backends --help advertises; array-api-strict (a test backend) is accepted too.
+ADVERTISED_BACKENDS = tuple(n for n in BACKEND_NAMES if n != "array-api-strict")
 
 
 def main(argv=None):
@@ -25,6 +29,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `xpnet info | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _parser():
@@ -105,7 +112,12 @@ def _parser():
 
 def _add_data_args(parser):
     parser.add_argument("--backend", default=None,
-                        help=f"{' | '.join(BACKEND_NAMES)} (default: ${ENV_VAR}, else {DEFAULT_BACKEND})")
+                        help=f"{' | '.join(ADVERTISED_BACKENDS)} (default: ${ENV_VAR}, "
+                             f"else {DEFAULT_BACKEND})")
+    parser.add_argument("--device", default=None, metavar="D",
+                        help="the backend's device: cpu; cuda or cuda:N (torch, cupy); gpu or gpu:N "
+                             f"(jax); mps (torch) (default: ${DEVICE_VAR}, else the library's "
+                             "default: a GPU where jax or torch has one)")
     parser.add_argument("--dataset", default="auto",
                         help="mnist, mnist-5k, fashion-mnist, synthetic, or auto: mnist when its "
                              "files are present, else mnist-5k (default: auto)")
@@ -177,14 +189,14 @@ def _load_data(args):
     """The backend (checked before any data is read) and the data set's host arrays."""
     from xpnet.data import load_dataset, resolve_dataset
 
-    backend = get_backend(args.backend)
+    backend = get_backend(args.backend, args.device)
     name = resolve_dataset(args.dataset)
     if args.dataset == "auto":
         why = "its files are present" if name == "mnist" else "the MNIST files are not present"
         print(f"dataset auto: using {name} ({why})")
     data = load_dataset(name)
     print(f"dataset: {data.description}")
-    print(f"backend: {backend.name} on {', '.join(backend.devices())}")
+    print(f"backend: {backend.name} on {backend.device_name}")
     return backend, name, data
 
 
@@ -217,12 +229,12 @@ def _build_net(args, input_size, backend, dtype):
 
 
 def _train(args):
-    from xpnet.nn.optimizers import make_optimizer
-    from xpnet.nn.training import fit
-
     if args.resume and not args.checkpoint:
         raise XpnetError("--resume needs --checkpoint PATH (the run to continue)")
     backend, name, data = _load_data(args)
+    from xpnet.nn.optimizers import make_optimizer
+    from xpnet.nn.training import fit
+
     (x_train, t_train), (x_test, t_test) = data.arrays(normalize=True, flatten=True)
     dtype = args.dtype or ("float64" if args.gradient == "numerical" else "float32")
     net, description = _build_net(args, x_train.shape[1], backend, dtype)
@@ -247,8 +259,8 @@ def _train(args):
     print(f"final test accuracy: {final:.4f}" + ("  (synthetic data: meaningless)" if data.synthetic else ""))
     if args.json:
         report_json = {
-            "backend": backend.name, "dataset": name, "synthetic": data.synthetic,
-            "model": description, "gradient": args.gradient, "dtype": dtype,
+            "backend": backend.name, "device": backend.device_name, "dataset": name,
+            "synthetic": data.synthetic, "model": description, "gradient": args.gradient, "dtype": dtype,
             "compile_seconds": result.compile_seconds,
             "epochs": [r._asdict() for r in result.epochs], "final_test_acc": final,
         }
@@ -257,9 +269,9 @@ def _train(args):
 
 
 def _gradcheck(args):
+    backend, _, data = _load_data(args)
     from xpnet.nn.gradcheck import gradient_check
 
-    backend, _, data = _load_data(args)
     (x_train, t_train), _ = data.arrays(normalize=True, flatten=True)
     if args.batch_size > len(x_train):
         raise XpnetError(f"--batch-size {args.batch_size} is larger than the training set ({len(x_train)})")
@@ -309,11 +321,13 @@ def _experiment(args):
     if options and args.name != "hyperparameter-search":
         raise XpnetError(f"--{next(iter(options)).replace('_address', '')} is an option of "
                          "hyperparameter-search only")
-    backend = get_backend(args.backend)  # a bad backend or data set fails before anything runs
+    # a bad backend, device or data set fails before anything runs
+    backend = get_backend(args.backend, args.device)
     dataset = resolve_dataset(args.dataset)
-    print(f"experiment {args.name} on {backend.name}{' (quick)' if args.quick else ''}")
+    print(f"experiment {args.name} on {backend.name} ({backend.device_name})"
+          f"{' (quick)' if args.quick else ''}")
     started = time.perf_counter()
-    result = EXPERIMENTS[args.name](backend=backend.name, dataset=dataset, out_dir=args.out,
+    result = EXPERIMENTS[args.name](backend=backend, dataset=dataset, out_dir=args.out,
                                     quick=args.quick, seed=args.seed, progress=args.progress,
                                     **options)
     if result.numbers.get("dataset_description"):  # the experiments that train on data
@@ -338,12 +352,25 @@ def _info(args):
     print(f"xpnet {xpnet.__version__} on Python {platform.python_version()} ({platform.machine()})")
     default = os.environ.get(ENV_VAR) or DEFAULT_BACKEND
     print(f"default backend: {default} (set {ENV_VAR} or pass --backend)")
+    device = os.environ.get(DEVICE_VAR)
+    how = f"{DEVICE_VAR}={device}; --device overrides it" if device else \
+        f"the library's default; set {DEVICE_VAR} or pass --device"
+    try:
+        print(f"default device: {get_backend().device_name} ({how})")
+    except XpnetError as exc:
+        print(f"default device: none usable ({exc})")
     for name, (ok, reason) in available_backends().items():
         print(f"\n{name}: {'available' if ok else 'unavailable'}: {reason}")
-        if ok:
+        if not ok:
+            continue
+        try:
             backend = get_backend(name)
-            print(f"  devices: {', '.join(backend.devices())}")
-            print("  versions: " + ", ".join(f"{k} {v}" for k, v in backend.versions().items()))
+        except Exception as exc:  # noqa: BLE001 -- a diagnostic: report and go on to the next
+            print(f"  not usable{f' on {DEVICE_VAR}={device}' if device else ''}: {exc}")
+            continue
+        print(f"  default device: {backend.device_name}")
+        print(f"  devices: {', '.join(backend.devices())}")
+        print("  versions: " + ", ".join(f"{k} {v}" for k, v in backend.versions().items()))
     return 0
 
 
