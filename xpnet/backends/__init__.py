@@ -102,7 +102,11 @@ def device_of(x):
 
 
 def dtype_name(dtype):
-    """The standard name ("float32", "int64", ...) of any library's dtype."""
+    """The standard name ("float32", "int64", ...) of any library's dtype (or NumPy scalar type)."""
+    if isinstance(dtype, type):  # np.float32, jnp.float32
+        import numpy as np
+
+        return np.dtype(dtype).name
     return str(dtype).rpartition(".")[2]
 
 

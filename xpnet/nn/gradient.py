@@ -61,7 +61,11 @@ def _gradient_in_place(f, x, h, xp):
         x[idx] = original - h
         f_minus = f(x)
         x[idx] = original
-        grad[idx] = (f_plus - f_minus) / (2 * h)
+        slope = (f_plus - f_minus) / (2 * h)
+        if isinstance(slope, type(x)) and slope.dtype != x.dtype:
+            # e.g. a float64 loss of a float32 x: the standard allows no downcast on assignment
+            slope = xp.astype(slope, x.dtype)
+        grad[idx] = slope
     return grad
 
 
