@@ -22,7 +22,7 @@ BACKEND_NAMES = ("numpy", "jax", "torch", "cupy", "array-api-strict")
 
 _created = {}   # (name, device as asked) -> Backend
 _probed = {}
-_by_type = {}   # array type -> backend name, filled by backend_of
+_by_type = {}   # array type -> (backend name, its device_name_of), filled by backend_of
 _libraries = None
 
 
@@ -75,15 +75,15 @@ def get_backend(name=None, device=None):
 def backend_of(x):
     """The backend of array `x` (its library and device); NumPy for Python values."""
     kind = type(x)
-    name = _by_type.get(kind)
-    if name is None:  # once per array type: this runs for many array operations of a step
+    found = _by_type.get(kind)
+    if found is None:  # once per array type: this runs for many array operations of a step
         global _libraries
         if _libraries is None:
             _libraries = {lib: n for n in BACKEND_NAMES for lib in _module(n).LIBRARIES}
-        name = _by_type[kind] = _libraries.get(kind.__module__.partition(".")[0], "numpy")
-    if name in ("numpy", "jax"):
-        return get_backend(name, None if name == "jax" else "cpu")
-    return get_backend(name, _module(name).device_of(x))
+        name = _libraries.get(kind.__module__.partition(".")[0], "numpy")
+        found = _by_type[kind] = (name, _module(name).device_name_of)
+    name, device_name_of = found
+    return get_backend(name, device_name_of(x))
 
 
 def namespace_of(x):

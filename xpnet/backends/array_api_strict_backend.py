@@ -46,7 +46,7 @@ def probe():
     return True, f"array-api-strict {array_api_strict.__version__} (a test backend)"
 
 
-def device_of(array):
+def device_name_of(array):
     return repr(array.device).split("'")[1]
 
 

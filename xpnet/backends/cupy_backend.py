@@ -71,7 +71,7 @@ def probe():
     return True, f"cupy {cupy.__version__} on {count} CUDA device(s)"
 
 
-def device_of(array):
+def device_name_of(array):
     return f"cuda:{array.device.id}"
 
 

@@ -98,14 +98,23 @@ def probe():
     return True, f"jax {jax.__version__} on {', '.join(platforms)}"
 
 
-def device_of(array):
-    return None  # JAX places work itself; arrays are on the backend's default device
+def device_name_of(array):
+    """'cpu:0', 'gpu:1', ...: the array's device; JAX's default one for a tracer under jit."""
+    import jax
+
+    device = getattr(array, "device", None)
+    if not isinstance(device, jax.Device):
+        device = jax.devices()[0]
+    return f"{device.platform}:{device.id}"
 
 
 def normalize_device(device):
     """None (JAX's default device), 'cpu', 'gpu'/'cuda' or 'gpu:N'."""
     if device is None:
-        return None
+        import jax
+
+        default = jax.devices()[0]
+        return f"{default.platform}:{default.id}"
     kind, _, index = str(device).lower().partition(":")
     kind = {"cuda": "gpu"}.get(kind, kind)
     if kind not in ("cpu", "gpu", "tpu") or (index and not index.isdigit()):
@@ -116,8 +125,6 @@ def normalize_device(device):
 def create(device):
     import jax
 
-    if device is None:
-        return JaxBackend(jax.devices()[0])
     kind, _, index = device.partition(":")
     try:
         found = jax.devices(kind)

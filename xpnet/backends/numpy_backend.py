@@ -37,7 +37,7 @@ def probe():
     return True, f"numpy {np.__version__} on the CPU"
 
 
-def device_of(array):
+def device_name_of(array):
     return "cpu"
 
 

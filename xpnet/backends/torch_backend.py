@@ -71,7 +71,7 @@ def probe():
     return True, f"torch {torch.__version__} on {', '.join(where)}"
 
 
-def device_of(array):
+def device_name_of(array):
     return str(array.device)
 
 
