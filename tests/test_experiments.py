@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from xpnet.backends import BACKEND_NAMES
 from xpnet.cli import main
 from xpnet.data import load_dataset
 from xpnet.experiments import EXPERIMENTS
@@ -31,6 +32,42 @@ KEYS = {
     "overfit-dropout": {"epochs", "curves", "dropout_ratio", "train_size"},
 }
 COMMON_KEYS = {"experiment", "summary", "seconds", "backend", "dataset", "quick", "seed"}
+#: The quick runs each backend makes (the `backend` fixture's full list would run them all).
+#: numpy (the reference), jax (its own path: each chunk one compiled program, vmapped over the
+#: nets) and cupy (a GPU, where there is one) run every experiment. torch and array-api-strict run
+#: a representative subset, to keep these tests within minutes on two CPU cores:
+#: - torch runs all but the two overfitting runs (100 and 150 epochs, 4 and 8 s): scan, the five
+#:   optimizers, forward passes, train_groups with groups of one and of several nets, BatchNorm;
+#: - array-api-strict, whose numbers are numpy's, runs the three cheapest (scan over 0-d
+#:   parameters, forward passes, train_groups and loss_curves with a group of three nets), which
+#:   take every array operation of the experiments' own code through the strict namespace.
+#: What the subsets leave out (Dropout, a per-net λ in a group, BatchNorm, Adam and Momentum in
+#: train_groups) is checked on every backend against `fit` by
+#: test_nets_trained_together_equal_nets_trained_alone (and each optimizer by
+#: tests/test_optimizers.py); on the portable backends a quick run's numbers would be numpy's
+#: anyway (the same initial weights, batches and Dropout masks).
+SUBSETS = {
+    "torch": {"optimizer-paths", "weight-init-histogram", "weight-init-compare",
+              "optimizer-compare", "batchnorm"},
+    "array-api-strict": {"optimizer-paths", "weight-init-histogram", "weight-init-compare"},
+}
+
+
+def backends_for(name):
+    """The backends (names, for the `backend` fixture) that make the quick run of `name`."""
+    return [b for b in BACKEND_NAMES if name in SUBSETS.get(b, BOOK_EXPERIMENTS)]
+
+
+def runs_of(*names):
+    """(name, backend) pairs of the quick runs of `names`, for an indirect parametrization."""
+    pairs = [(n, b) for n in names for b in backends_for(n)]
+    return pytest.mark.parametrize("name, backend", pairs, indirect=["backend"])
+
+
+def runs_on(name):
+    """The `backend` fixture restricted to the backends that make the quick run of `name`."""
+    return pytest.mark.parametrize("backend", backends_for(name), indirect=True)
+
 
 _runs = {}  # (name, backend) -> (ExperimentResult, its JSON): each quick run happens once
 
@@ -60,7 +97,7 @@ def test_hyperparameter_search_plugs_in_when_xpnet_search_provides_it():
     assert EXPERIMENTS["hyperparameter-search"] is hyperparameter_search_experiment
 
 
-@pytest.mark.parametrize("name", BOOK_EXPERIMENTS)
+@runs_of(*BOOK_EXPERIMENTS)
 def test_quick_run_writes_png_and_json(name, backend, tmp_path_factory):
     result, numbers = quick_run(name, backend, tmp_path_factory)
     assert result.png.name == f"{name}.png" and result.json.name == f"{name}.json"
@@ -72,6 +109,7 @@ def test_quick_run_writes_png_and_json(name, backend, tmp_path_factory):
     assert result.seconds < 20  # the quick size is for seconds, JAX compilation included
 
 
+@runs_on("optimizer-paths")
 def test_optimizer_paths_approach_the_minimum_and_sgd_zigzags(backend, tmp_path_factory):
     _, numbers = quick_run("optimizer-paths", backend, tmp_path_factory)
     paths = numbers["paths"]
@@ -85,6 +123,7 @@ def test_optimizer_paths_approach_the_minimum_and_sgd_zigzags(backend, tmp_path_
     assert sgd["y_total_variation"] > 5 * adam["y_total_variation"]
 
 
+@runs_on("optimizer-compare")
 def test_optimizer_compare_sgd_learns_slowest(backend, tmp_path_factory):
     _, numbers = quick_run("optimizer-compare", backend, tmp_path_factory)
     final = {name: c["final_smoothed_loss"] for name, c in numbers["curves"].items()}
@@ -92,6 +131,7 @@ def test_optimizer_compare_sgd_learns_slowest(backend, tmp_path_factory):
     assert all(len(c["loss"]) == numbers["iterations"] == 200 for c in numbers["curves"].values())
 
 
+@runs_on("weight-init-histogram")
 def test_weight_init_histogram_std_001_collapses_xavier_spreads(backend, tmp_path_factory):
     _, numbers = quick_run("weight-init-histogram", backend, tmp_path_factory)
     setups = numbers["setups"]
@@ -105,6 +145,7 @@ def test_weight_init_histogram_std_001_collapses_xavier_spreads(backend, tmp_pat
     assert all(sum(h["counts"]) > 0 for h in small["histograms"])
 
 
+@runs_on("weight-init-compare")
 def test_weight_init_compare_he_beats_std_001(backend, tmp_path_factory):
     _, numbers = quick_run("weight-init-compare", backend, tmp_path_factory)
     final = {name: c["final_smoothed_loss"] for name, c in numbers["curves"].items()}
@@ -112,6 +153,7 @@ def test_weight_init_compare_he_beats_std_001(backend, tmp_path_factory):
     assert final["std 0.01"] == pytest.approx(math.log(10), abs=0.01)  # learns nothing
 
 
+@runs_on("batchnorm")
 def test_batchnorm_beats_the_plain_net_across_scales(backend, tmp_path_factory):
     _, numbers = quick_run("batchnorm", backend, tmp_path_factory)
     mean = numbers["mean_final_train_accuracy"]
@@ -120,7 +162,7 @@ def test_batchnorm_beats_the_plain_net_across_scales(backend, tmp_path_factory):
     assert curves.shape == (len(numbers["weight_init_stds"]), numbers["epochs"] + 1)
 
 
-@pytest.mark.parametrize("name", ["overfit-weight-decay", "overfit-dropout"])
+@runs_of("overfit-weight-decay", "overfit-dropout")
 def test_regulariser_shrinks_the_train_test_gap(name, backend, tmp_path_factory):
     _, numbers = quick_run(name, backend, tmp_path_factory)
     plain, regularised = numbers["curves"].values()

@@ -3,8 +3,9 @@ process pools, a local Dask cluster, JAX's vmap. Small searches (a few trials of
 
 What is asserted across executors: the same seed plans the same trials (random sampler), and in
 float64 every executor (numpy in this process, numpy in worker processes, numpy on Dask, one
-vmapped JAX program) gives the same pruning decisions and the same accuracies, to 1e-9; in
-float32 the vmapped JAX program's final validation accuracies are within 0.05 of numpy's.
+vmapped JAX program) and every backend (torch and array-api-strict in this process) gives the
+same pruning decisions and the same accuracies, to 1e-9; in float32 the vmapped JAX program's
+final validation accuracies are within 0.05 of numpy's.
 """
 import json
 import math
@@ -89,25 +90,50 @@ def test_pruned_trials_are_reported_to_optuna(float64_runs):
         assert frozen.user_attrs["train_acc"] == mine["train_acc"]
 
 
-@needs_jax
-def test_vmap_matches_numpy_in_float32(tmp_path):
+def test_vmap_matches_numpy_in_float32_where_the_backend_vectorizes(backend, tmp_path):
+    """The vmap executor on a backend that vectorizes (JAX); on the others (a vmap there is a
+    loop) the request is one clear error."""
+    if not backend.vectorizes:
+        with pytest.raises(XpnetError, match=f"needs backend 'jax', not '{backend.name}'"):
+            search(tmp_path, "x", executor="vmap", backend=backend)
+        return
     numpy_run = search(tmp_path, "numpy", executor="sequential")
-    jax_run = search(tmp_path, "jax", executor="vmap", backend="jax")
-    assert plan(jax_run) == plan(numpy_run)
-    check_plausible(jax_run)
-    for t, r in zip(jax_run.trials, numpy_run.trials):
+    vmap_run = search(tmp_path, backend.name, executor="vmap", backend=backend)
+    assert plan(vmap_run) == plan(numpy_run) and vmap_run.backend == backend.name
+    check_plausible(vmap_run)
+    for t, r in zip(vmap_run.trials, numpy_run.trials):
         assert abs(t["final_val_acc"] - r["final_val_acc"]) <= 0.05
 
 
-@needs_jax
-def test_trials_run_together_equal_trials_run_alone():
-    """run_trials (one vmapped program, pruned rows dropped down to a single net) gives every
-    trial the numbers run_trial gives it alone, and calls back once per epoch and per trial. In
-    float64: in float32 vmapped sums round apart, enough to move a count by a sample."""
+def test_a_search_on_each_backend_agrees_with_numpy_in_float64(backend, float64_runs, tmp_path):
+    """The trials run on the backend's device in this process (sequential executor): the same
+    plan, pruning and accuracies as the numpy reference, to 1e-9 in float64."""
+    if backend.name == "numpy":
+        pytest.skip("numpy is the reference: float64_runs['sequential']")
+    if backend.name == "jax":
+        pytest.skip("jax's trials are checked by the vmap run of float64_runs and by "
+                    "test_trials_run_together_equal_trials_run_alone (run_trial alone)")
+    result = search(tmp_path, backend.name, executor="sequential", backend=backend, dtype="float64")
+    reference = float64_runs["sequential"]
+    check_plausible(result)
+    assert result.backend == backend.name and result.executor == "sequential (1 worker)"
+    assert plan(result) == plan(reference)
+    for t, r in zip(result.trials, reference.trials):
+        assert t["pruned"] == r["pruned"], t["number"]
+        np.testing.assert_allclose(t["val_acc"], r["val_acc"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(t["train_loss"], r["train_loss"], rtol=1e-9)
+
+
+def test_trials_run_together_equal_trials_run_alone(backend):
+    """run_trials (one program: vmapped on JAX, a loop over the trials elsewhere; pruned rows
+    dropped down to a single net) gives every trial the numbers run_trial gives it alone, and
+    calls back once per epoch and per trial. In float64: in float32 vmapped sums round apart,
+    enough to move a count by a sample."""
     lrs = [1e-6, 2e-6, 3e-6, 1e-2, 4e-6]  # four learn nothing: pruned at epoch 2, one row is left
     specs = [{"number": k, "lr": lr, "weight_decay": 10.0 ** -(k + 4), "trial_seed": 100 + k,
-              "backend": "jax", "epochs": EPOCHS, "dataset": "mnist-5k", "train_size": 500,
-              "validation_rate": 0.2, "seed": 3, "dtype": "float64", "prune": prune_rule(EPOCHS)}
+              "backend": backend.name, "device": backend.device_name, "epochs": EPOCHS,
+              "dataset": "mnist-5k", "train_size": 500, "validation_rate": 0.2, "seed": 3,
+              "dtype": "float64", "prune": prune_rule(EPOCHS)}
              for k, lr in enumerate(lrs)]
     epochs, done = [], {}
     together = run_trials(specs, on_epoch=lambda i, e, acc: epochs.append((i, e, acc)),
@@ -177,14 +203,19 @@ def test_bad_requests_are_clear_errors(tmp_path):
         search(tmp_path, "x", executor="dask")
 
 
-def test_the_experiment_writes_a_png_and_json(tmp_path):
-    result = hyperparameter_search_experiment(backend="numpy", dataset="mnist-5k", out_dir=tmp_path,
+#: The quick runs of the experiment: numpy, and torch, which joins the experiments and the search
+#: (jax's search runs above, array-api-strict's in test_a_search_on_each_backend_...).
+@pytest.mark.parametrize("backend", ["numpy", "torch"], indirect=True)
+def test_the_experiment_writes_a_png_and_json(backend, tmp_path):
+    result = hyperparameter_search_experiment(backend=backend, dataset="mnist-5k", out_dir=tmp_path,
                                               quick=True, progress=False, executor="sequential",
                                               trials=5, epochs=3)
     assert result.name == "hyperparameter-search" and "best: val acc" in result.summary
+    assert f"with sequential (1 worker) on {backend.name} in" in result.summary
     assert result.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     numbers = json.loads(result.json.read_text())
     assert numbers["experiment"] == "hyperparameter-search" and len(numbers["trials"]) == 5
+    assert numbers["backend"] == backend.name
     assert numbers["config"]["epochs"] == 3 and numbers["suggested"]["from_best"] == 2
 
 

@@ -10,8 +10,8 @@ after every epoch.
 
 The study lives in the parent process and in its storage (sqlite by default): trials are planned
 with Optuna's ask/tell, so a second run adds only the trials still missing. What crosses to a
-worker is a JSON-able spec (hyperparameters, data set, sizes, seeds, backend name); what comes
-back is a JSON-able result. Trials run through one concurrent.futures-style executor
+worker is a JSON-able spec (hyperparameters, data set, sizes, seeds, backend and device names);
+what comes back is a JSON-able result. Trials run through one concurrent.futures-style executor
 (`submit(fn, *args) -> future`): in this process ("sequential"), in local processes
 ("processes"), on a Dask cluster ("dask"); or, on JAX, all trials at once as one compiled
 program vmapped over the hyperparameters ("vmap").
@@ -254,7 +254,7 @@ def run_trials(specs, on_epoch=None, on_done=None):
     """
     start = time.perf_counter()
     first, epochs = specs[0], specs[0]["epochs"]
-    be = get_backend(first["backend"], first["device"])
+    be = get_backend(first["backend"], first.get("device"))  # None: its default device
     x, t, x_val, t_val = _device_data(first["dataset"], first["train_size"],
                                       first["validation_rate"], first["seed"], be, first["dtype"])
     n_train, n_val = x.shape[0], x_val.shape[0]
@@ -463,8 +463,9 @@ def _plan(trial, config, backend, device):
             "weight_decay": trial.suggest_float("weight_decay", *WEIGHT_DECAY_RANGE, log=True),
             "trial_seed": int(np.random.SeedSequence([config["seed"], trial.number])
                               .generate_state(1)[0]),
-            "backend": backend, "device": device, **{k: config[k] for k in ("epochs", "dataset", "train_size",
-                                                         "validation_rate", "seed", "dtype", "prune")}}
+            "backend": backend, "device": device,
+            **{k: config[k] for k in ("epochs", "dataset", "train_size", "validation_rate", "seed",
+                                      "dtype", "prune")}}
 
 
 def _execute(study, missing, executor, parallel, dask_address, sampler, plan, epochs, bar):

@@ -4,6 +4,7 @@ experiments compare nets this way and the hyperparameter search trains its trial
 """
 import numpy as np
 
+from xpnet.backends import backend_of
 from xpnet.nn.training import make_train_step
 
 
@@ -47,9 +48,11 @@ def stacked_programs(backend, models, seed=0):
 def stack(backend, states):
     """TrainStates as `stacked_programs` takes them: one tree of arrays with a leading net axis,
     stacked on the host and moved in one transfer per array (on JAX much faster than stacking
-    a hundred nets' arrays on the device)."""
+    a hundred nets' arrays on the device). The states may live on any backend (the search makes
+    them on the host): each leaf comes to the host through its own backend's `to_numpy`."""
     return backend.tree_map(
-        lambda *leaves: backend.asarray(np.stack([backend.to_numpy(a) for a in leaves])), *states)
+        lambda *leaves: backend.asarray(np.stack([backend_of(a).to_numpy(a) for a in leaves])),
+        *states)
 
 
 def keep_nets(backend, states, rows):
