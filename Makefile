@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml Makefile
 run: install
 	$(PY) -m xpnet train --dataset auto --epochs 30 --lr 0.5
 
+# One BLAS/OpenMP thread: the tests' arrays are small, and torch's spinning OpenMP threads and
+# OpenBLAS's would otherwise fight over the cores between tests in the one pytest process.
 test: install
-	$(PY) -m pytest tests bench --benchmark-disable -q
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests bench --benchmark-disable -q
 
 # The full-size data the epoch benchmark prefers when MNIST is absent (Debian's package);
 # without root or apt the benchmark says so and uses synthetic data of the same shape.
