@@ -11,8 +11,15 @@ ATOL = {"float32": 1e-6, "float64": 1e-12}
 def assert_close(actual, expected, dtype="float64", rtol=None, atol=None):
     """Compare arrays of any backend with NumPy's assertion, at the tolerance of `dtype`."""
     np.testing.assert_allclose(
-        np.asarray(backend_of(actual).to_numpy(actual), dtype=np.float64),
-        np.asarray(expected, dtype=np.float64),
+        _host(actual),
+        _host(expected),
         rtol=RTOL[dtype] if rtol is None else rtol,
         atol=ATOL[dtype] if atol is None else atol,
     )
+
+
+def _host(values):
+    """Any backend's array (or a list, number, NumPy array) as float64 NumPy."""
+    if hasattr(values, "shape") and not isinstance(values, np.ndarray):
+        values = backend_of(values).to_numpy(values)
+    return np.asarray(values, dtype=np.float64)

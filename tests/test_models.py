@@ -1,8 +1,13 @@
-"""TwoLayerNet and SGD: same init everywhere, backprop vs numerical gradient, the book's update API."""
+"""TwoLayerNet and SGD: same init everywhere, backprop vs numerical gradient, the book's update API.
+
+Every test taking `backend` runs on each backend: results come back through `backend.to_numpy`
+(or `assert_close`), dtypes are compared by name (`dtype_name`).
+"""
 import numpy as np
 import pytest
 
 from tests.conftest import assert_close
+from xpnet.backends import dtype_name
 from xpnet.nn import SGD, MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
 #: Backprop differentiates -log(y), the loss is -log(y + 1e-7): they differ by about 1e-7/y.
@@ -20,9 +25,9 @@ def test_same_seed_same_params_on_every_backend(backend, dtype):
     net = TwoLayerNet(784, 50, 10, seed=42, backend=backend, dtype=dtype)
     assert list(net.params) == ["W1", "b1", "W2", "b2"]
     for name, value in net.params.items():
-        assert value.dtype == np.dtype(dtype)
+        assert dtype_name(value.dtype) == dtype and backend.owns(value)
         np.testing.assert_array_equal(backend.to_numpy(value), reference.params[name])
-    assert net.params["W1"].shape == (784, 50) and net.params["b2"].shape == (10,)
+    assert tuple(net.params["W1"].shape) == (784, 50) and tuple(net.params["b2"].shape) == (10,)
     assert float(abs(backend.to_numpy(net.params["W1"])).std()) == pytest.approx(0.01 * 0.6028, rel=0.05)
     assert not np.array_equal(TwoLayerNet(784, 50, 10, seed=43).params["W1"], reference.params["W1"])
 
@@ -37,7 +42,7 @@ def test_backprop_matches_numerical_gradient(backend, activation):
     assert set(backprop) == set(numerical) == {"W1", "b1", "W2", "b2"}
     for name in backprop:
         assert backprop[name].shape == net.params[name].shape
-        assert_close(backprop[name], numerical[name], atol=GRAD_TOL, rtol=0)
+        assert_close(backprop[name], backend.to_numpy(numerical[name]), atol=GRAD_TOL, rtol=0)
     # numerical_gradient leaves the params as they were
     np.testing.assert_array_equal(backend.to_numpy(net.params["W1"]),
                                   TwoLayerNet(8, 5, 4, 0.5, activation, seed=1, dtype="float64").params["W1"])
@@ -47,15 +52,25 @@ def test_predict_loss_accuracy(backend, dtype):
     x, t = small_batch()
     net = TwoLayerNet(8, 5, 4, backend=backend, seed=0, dtype=dtype)
     y = net.predict(x)
-    assert y.shape == (6, 4) and y.dtype == np.dtype(dtype)
+    assert tuple(y.shape) == (6, 4) and dtype_name(y.dtype) == dtype and backend.owns(y)
     scores = backend.to_numpy(y)
     assert net.accuracy(x, t) == pytest.approx(np.mean(scores.argmax(axis=1) == t))
     assert isinstance(net.accuracy(x, t), float)
     # With weights of std 0.01 the scores are near zero: the loss is about log(4).
-    assert float(net.loss(x, t)) == pytest.approx(np.log(4), rel=1e-2)
-    one_hot = np.eye(4)[t]
-    assert_close(net.loss(x, one_hot), net.loss(x, t), dtype)
-    assert net.accuracy(x, one_hot) == net.accuracy(x, t)
+    loss = net.loss(x, t)
+    assert dtype_name(loss.dtype) == dtype
+    assert float(backend.to_numpy(loss)) == pytest.approx(np.log(4), rel=1e-2)
+    # one-hot float labels, on the host or already on the device, in either float dtype
+    host_one_hot = np.eye(4)[t]
+    for one_hot in (host_one_hot, backend.asarray(host_one_hot, "float32"),
+                    backend.asarray(host_one_hot, "float64")):
+        assert_close(net.loss(x, one_hot), backend.to_numpy(loss), dtype)
+        assert net.accuracy(x, one_hot) == net.accuracy(x, t)
+    # inputs and labels already on the device give what host ones give
+    xd, td = backend.asarray(x, dtype), backend.asarray(t)
+    assert_close(net.predict(xd), scores, dtype)
+    assert_close(net.loss(xd, td), backend.to_numpy(loss), dtype)
+    assert net.accuracy(xd, td) == net.accuracy(x, t)
 
 
 def test_the_net_always_computes_with_the_current_params(backend):
@@ -65,21 +80,22 @@ def test_the_net_always_computes_with_the_current_params(backend):
     net.params["b2"] = backend.asarray([0.0, 0.0, 9.0, 0.0], "float64")  # every sample -> class 2
     assert net.accuracy(x, t) == pytest.approx(np.mean(t == 2))
     assert_close(net.predict(x), np.tile([0.0, 0.0, 9.0, 0.0], (6, 1)))
+    assert backend.owns(net.params["W2"]) and backend.owns(net.params["b2"])
 
 
 def test_sgd_update_the_books_way_reduces_the_loss(backend, dtype):
     x, t = small_batch(n=30)
     net = TwoLayerNet(8, 10, 4, weight_init_std=0.5, backend=backend, seed=0, dtype=dtype)
     optimizer = SGD(lr=0.5)
-    before = float(net.loss(x, t))
+    before = float(backend.to_numpy(net.loss(x, t)))
     w1 = net.params["W1"]
     grads = net.gradient(x, t)
     optimizer.update(net.params, grads)
     assert_close(net.params["W1"], backend.to_numpy(w1) - 0.5 * backend.to_numpy(grads["W1"]), dtype)
     for _ in range(200):
         optimizer.update(net.params, net.gradient(x, t))
-    assert float(net.loss(x, t)) < 0.5 * before
-    assert all(p.dtype == np.dtype(dtype) for p in net.params.values())
+    assert float(backend.to_numpy(net.loss(x, t))) < 0.5 * before
+    assert all(dtype_name(p.dtype) == dtype and backend.owns(p) for p in net.params.values())
 
 
 def test_unknown_activation():
@@ -123,7 +139,7 @@ def test_multi_layer_net_backprop_matches_numerical_with_weight_decay(backend, a
     backprop, numerical = net.gradient(x, t), net.numerical_gradient(x, t)
     assert set(backprop) == set(numerical) == set(net.params)
     for name in net.params:
-        assert_close(backprop[name], numerical[name], atol=GRAD_TOL, rtol=0)
+        assert_close(backprop[name], backend.to_numpy(numerical[name]), atol=GRAD_TOL, rtol=0)
 
 
 def test_weight_decay_adds_half_lambda_w_squared_to_the_loss(backend, dtype):
@@ -134,11 +150,12 @@ def test_weight_decay_adds_half_lambda_w_squared_to_the_loss(backend, dtype):
     w = [backend.to_numpy(plain.params[k]) for k in ("W1", "W2")]
     penalty = 0.5 * 0.2 * sum((a.astype(np.float64) ** 2).sum() for a in w)
     loss = decayed.loss(x, t)
-    assert loss.dtype == np.dtype(dtype)  # a float64 λ does not promote float32
-    assert_close(loss, float(plain.loss(x, t)) + penalty, dtype)
+    assert dtype_name(loss.dtype) == dtype  # a float64 λ does not promote float32
+    assert_close(loss, float(backend.to_numpy(plain.loss(x, t))) + penalty, dtype)
     grads, plain_grads = decayed.gradient(x, t), plain.gradient(x, t)
+    assert all(dtype_name(g.dtype) == dtype for g in grads.values())
     assert_close(grads["W1"], backend.to_numpy(plain_grads["W1"]) + 0.2 * w[0], dtype)
-    assert_close(grads["b1"], plain_grads["b1"], dtype)  # biases are not decayed
+    assert_close(grads["b1"], backend.to_numpy(plain_grads["b1"]), dtype)  # biases are not decayed
 
 
 @pytest.mark.parametrize("use_batchnorm, use_dropout", [(True, False), (False, True), (True, True)],
@@ -158,7 +175,7 @@ def test_multi_layer_net_extend_backprop_matches_numerical(backend, use_batchnor
     numerical = model_numerical_gradient(net.model, net.params, xd, td, net.state, key)
     assert set(backprop) == set(numerical) == set(net.params)
     for name in net.params:
-        assert_close(backprop[name], numerical[name], atol=GRAD_TOL, rtol=0)
+        assert_close(backprop[name], backend.to_numpy(numerical[name]), atol=GRAD_TOL, rtol=0)
 
 
 def test_multi_layer_net_extend_follows_the_book(backend):
@@ -172,10 +189,19 @@ def test_multi_layer_net_extend_follows_the_book(backend):
     assert sorted(net.state) == ["running_mean1", "running_mean2", "running_var1", "running_var2"]
     assert not any(backend.to_numpy(v).any() for v in net.state.values())  # the book starts at 0
     # inference is deterministic; a training-mode pass draws a new mask and moves the running values
-    assert_close(net.predict(x), net.predict(x))
+    assert_close(net.predict(x), backend.to_numpy(net.predict(x)))
     net.gradient(x, t)
     assert backend.to_numpy(net.state["running_var1"]).min() > 0
+    assert all(backend.owns(v) for v in net.state.values())
     a, b = net.predict(x, train_flg=True), net.predict(x, train_flg=True)
     assert not np.allclose(backend.to_numpy(a), backend.to_numpy(b))
-    assert float(net.loss(x, t)) > 0 and 0 <= net.accuracy(x, t) <= 1
+    assert float(backend.to_numpy(net.loss(x, t))) > 0 and 0 <= net.accuracy(x, t) <= 1
+    # the Dropout masks are drawn on the device, from a key that is a device array
+    key = net.next_key()
+    assert backend.owns(key)
+    _, caches, _ = net.model.forward(net.params, net.to_device(x), True, net.state, key)
+    masks = [cache for layer, cache in zip(net.model.layers, caches) if type(layer).__name__ == "Dropout"]
+    assert len(masks) == 2 and all(backend.owns(m) and dtype_name(m.dtype) == "float64" for m in masks)
+    kept = backend.to_numpy(masks[0])
+    assert set(np.unique(kept)) == {0.0, 1.0} and 0.5 < kept.mean() < 0.95  # ratio 0.25
     assert MultiLayerNetExtend(8, [6], 4, use_dropout=True, dropout_ratio=0.1).dropout_ratio == 0.1

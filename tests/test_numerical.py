@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_close
+from xpnet.backends import backend_of, dtype_name
 from xpnet.nn import Affine, Relu, Sigmoid, SoftmaxWithLoss, Sequential, TwoLayerNet, numerical_gradient
 from xpnet.nn.numerical import (
     _distinct_perturbations,
@@ -15,12 +16,13 @@ SAME_AS_LOOP = 1e-10
 
 
 def book_loop(model, params, x, t):
-    """The book's reference: every element perturbed in turn, the whole loss recomputed."""
+    """The book's reference: every element perturbed in turn, the whole loss recomputed (on the
+    params' backend; a copy is perturbed, the params are left as they are)."""
     grads = {}
     for name, value in params.items():
         def loss_of(array, name=name):
             return model.loss({**params, name: array}, x, t)
-        grads[name] = numerical_gradient(loss_of, value.copy())
+        grads[name] = numerical_gradient(loss_of, backend_of(value).xp.asarray(value, copy=True))
     return grads
 
 
@@ -46,8 +48,9 @@ def test_two_layer_net_matches_the_book_loop(backend, activation, one_hot, chunk
     reference = book_loop(net.model, net.params, xd, td)
     assert list(fast) == list(net.params)
     for name in reference:
-        assert fast[name].shape == net.params[name].shape and fast[name].dtype == np.float64
-        assert_close(fast[name], reference[name], atol=SAME_AS_LOOP, rtol=0)
+        assert fast[name].shape == net.params[name].shape and dtype_name(fast[name].dtype) == "float64"
+        assert backend.owns(fast[name])
+        assert_close(fast[name], backend.to_numpy(reference[name]), atol=SAME_AS_LOOP, rtol=0)
 
 
 def test_deeper_net_matches_the_book_loop(backend):
@@ -62,7 +65,8 @@ def test_deeper_net_matches_the_book_loop(backend):
     fast = structured_numerical_gradient(model, params, x, t, chunk_bytes=512)
     reference = book_loop(model, params, x, t)
     for name in params:
-        assert_close(fast[name], reference[name], atol=SAME_AS_LOOP, rtol=0)
+        assert backend.owns(fast[name])
+        assert_close(fast[name], backend.to_numpy(reference[name]), atol=SAME_AS_LOOP, rtol=0)
 
 
 def test_only_supported_structures_are_accepted():
@@ -81,12 +85,16 @@ def test_generic_gradient_is_vectorized_on_jax_and_equals_the_loop(backend):
     weights = backend.asarray(rng.standard_normal((3, 4)), "float64")
     x = backend.asarray(rng.standard_normal((3, 4)), "float64")
 
-    def f(w):
-        return (backend.xp.sin(w) * weights).sum() + (w ** 3).sum()
+    xp = backend.xp
 
-    expected = backend.to_numpy(backend.xp.cos(x) * weights + 3 * x ** 2)
+    def f(w):
+        return xp.sum(xp.sin(w) * weights) + xp.sum(w ** 3)
+
+    expected = backend.to_numpy(xp.cos(x) * weights + 3 * x ** 2)
     for chunk_size in (5, 256):  # 12 elements: a padded last chunk, and a single chunk
-        assert_close(numerical_gradient(f, x, chunk_size=chunk_size), expected, atol=1e-7, rtol=0)
+        g = numerical_gradient(f, x, chunk_size=chunk_size)
+        assert backend.owns(g) and dtype_name(g.dtype) == "float64"
+        assert_close(g, expected, atol=1e-7, rtol=0)
 
 
 def test_untraceable_function_falls_back_to_the_loop_on_jax():
@@ -110,7 +118,7 @@ def test_multi_layer_net_with_weight_decay_matches_the_book_loop(backend):
     fast = net.numerical_gradient(x, t, chunk_bytes=256)
     reference = book_loop(net.model, net.params, *net.to_device(x, t))
     for name in net.params:
-        assert_close(fast[name], reference[name], atol=SAME_AS_LOOP, rtol=0)
+        assert_close(fast[name], backend.to_numpy(reference[name]), atol=SAME_AS_LOOP, rtol=0)
 
 
 def test_repeated_values_in_a_sample_are_computed_once_and_counted_for_each_input(backend):
@@ -124,11 +132,11 @@ def test_repeated_values_in_a_sample_are_computed_once_and_counted_for_each_inpu
     assert backend.to_numpy(samples).tolist() == [0, 0, 0, 1, 1]
     assert backend.to_numpy(values).tolist() == [0.25, 0.5, 1.0, 0.25, 1.0]
     assert sorted(backend.to_numpy(features).tolist()) == [0, 0, 1, 2, 3, 3, 4, 4, 5, 5]
-    assert int(first.sum()) == 5
+    assert int(backend.to_numpy(first).sum()) == 5
     fast = net.numerical_gradient(x, t)
     reference = book_loop(net.model, net.params, *net.to_device(x, t))
     for name in net.params:
-        assert_close(fast[name], reference[name], atol=SAME_AS_LOOP, rtol=0)
+        assert_close(fast[name], backend.to_numpy(reference[name]), atol=SAME_AS_LOOP, rtol=0)
 
 
 def test_jax_compiles_each_layer_once_across_batches():
@@ -141,8 +149,35 @@ def test_jax_compiles_each_layer_once_across_batches():
     for seed in range(3):  # different batches: different numbers of non-zero entries
         net.numerical_gradient(*sparse_batch(n=8, seed=seed), chunk_bytes=2048)
     compiled = numerical._COMPILED[net.model]
-    assert sorted(compiled) == [("jax", 0), ("jax", 2)]
+    assert sorted((backend.name, layer) for backend, layer in compiled) == [("jax", 0), ("jax", 2)]
     assert all(fn._cache_size() == 1 for fn in compiled.values())
+
+
+def test_jax_computes_other_nets_gradients_in_one_program_compiled_once():
+    """BatchNorm and Dropout nets have no structured path: on JAX the central differences of every
+    parameter come from one vmapped program, compiled once per net and reused by later calls
+    (training steps), with the numbers of `numerical_gradient` on each array in turn."""
+    import xpnet
+    from xpnet.nn import MultiLayerNetExtend
+    from xpnet.nn.numerical import _VECTORIZED, model_numerical_gradient
+
+    if not xpnet.available_backends()["jax"][0]:
+        pytest.skip("jax unavailable")
+    net = MultiLayerNetExtend(7, [5, 4], 3, use_batchnorm=True, use_dropout=True, dropout_ratio=0.2,
+                              weight_decay_lambda=0.1, backend="jax", seed=0, dtype="float64")
+    key = net.next_key()
+    for seed in range(2):  # two batches of one shape: one program, traced once
+        x, t = net.to_device(*sparse_batch(n=8, seed=seed))
+        fast = model_numerical_gradient(net.model, net.params, x, t, net.state, key)
+    programs = _VECTORIZED[net.model]
+    assert len(programs) == 1 and all(fn._cache_size() == 1 for fn in programs.values())
+    assert list(fast) == list(net.params)
+    for name in ("W1", "gamma1", "b3"):  # a first weight, a BatchNorm scale, the last bias
+        def loss_of(array, name=name):
+            return net.model.loss({**net.params, name: array}, x, t, True, net.state, key)
+        assert fast[name].shape == net.params[name].shape and dtype_name(fast[name].dtype) == "float64"
+        expected = net.backend.to_numpy(numerical_gradient(loss_of, net.params[name]))
+        assert_close(fast[name], expected, atol=SAME_AS_LOOP, rtol=0)
 
 
 def test_memory_stays_bounded_for_the_books_net():
