@@ -44,3 +44,26 @@ def test_compiled_epoch_and_evaluation_make_no_implicit_transfers():
             losses + np.ones(1, np.float32)  # the guard is on: an implicit copy is refused
 
     assert np.isfinite(backend.to_numpy(losses)).all() and 0 <= int(backend.to_numpy(right)) <= 200
+
+
+@pytest.mark.parametrize("hidden, weight_decay", [([8], 0.0), ([8, 8, 8], 0.1)])
+def test_structured_numerical_gradient_moves_a_few_arrays_per_layer(capfd, hidden, weight_decay):
+    """Which inputs a perturbation changes depends on the data, so the bookkeeping happens on
+    the host. Counted (JAX logs every transfer under "log_explicit"): one step size per call,
+    and per Affine layer its four index arrays to the device (plus, on a GPU, the layer's input
+    to the host); the forward pass, the chunks and the weight decay run as compiled programs."""
+    from xpnet.nn import MultiLayerNet
+    from xpnet.nn.numerical import model_numerical_gradient
+
+    backend = get_backend("jax")
+    net = MultiLayerNet(20, hidden, 5, weight_decay_lambda=weight_decay, backend=backend, seed=0,
+                        dtype="float64")
+    x, t = _data(n=10)
+    x[x < 0.5] = 0.0
+    x, t = net.to_device(x, t)
+    backend.sync(model_numerical_gradient(net.model, net.params, x, t))  # compiles
+    capfd.readouterr()
+    with jax.transfer_guard("log_explicit"):
+        backend.sync(model_numerical_gradient(net.model, net.params, x, t))
+    transfers = capfd.readouterr().err.count("transfer:")
+    assert 0 < transfers <= 1 + 4 * (len(hidden) + 1)

@@ -6,6 +6,7 @@ from tests.conftest import assert_close
 from xpnet.backends import backend_of, dtype_name
 from xpnet.nn import Affine, Relu, Sigmoid, SoftmaxWithLoss, Sequential, TwoLayerNet, numerical_gradient
 from xpnet.nn.numerical import (
+    _bucket as numerical_bucket,
     _distinct_perturbations,
     structured_numerical_gradient,
     supports_structured_gradient,
@@ -126,31 +127,46 @@ def test_repeated_values_in_a_sample_are_computed_once_and_counted_for_each_inpu
     x = np.array([[0.5, 0.5, 0.0, 0.25, 0.5], [0.25, 0.0, 0.25, 0.25, 1.0]])
     t = np.array([1, 0])
     net = TwoLayerNet(5, 3, 2, weight_init_std=0.7, backend=backend, seed=4, dtype="float64")
-    xd = net.to_device(x)
-    features, samples, values, first = _distinct_perturbations(backend.xp, xd)
-    # sample 0: 0.25, 0.5 and the bias input 1; sample 1: 0.25, and 1 (a pixel and the bias)
-    assert backend.to_numpy(samples).tolist() == [0, 0, 0, 1, 1]
-    assert backend.to_numpy(values).tolist() == [0.25, 0.5, 1.0, 0.25, 1.0]
-    assert sorted(backend.to_numpy(features).tolist()) == [0, 0, 1, 2, 3, 3, 4, 4, 5, 5]
-    assert int(backend.to_numpy(first).sum()) == 5
+    samples, values, features, pair = _distinct_perturbations(x, chunk=4, pad=False)
+    # sample 0: 0.25, 0.5 and the bias input 1; sample 1: 0.25, and 1 (a pixel and the bias);
+    # padded with value-0 pairs to two whole chunks of 4
+    assert samples.tolist() == [[0, 0, 0, 1], [1, 0, 0, 0]]
+    assert values.tolist() == [[0.25, 0.5, 1.0, 0.25], [1.0, 0.0, 0.0, 0.0]]
+    assert sorted(zip(pair.tolist(), features.tolist())) == [
+        (0, 3), (1, 0), (1, 1), (1, 4), (2, 5), (3, 0), (3, 2), (3, 3), (4, 4), (4, 5)]
     fast = net.numerical_gradient(x, t)
     reference = book_loop(net.model, net.params, *net.to_device(x, t))
     for name in net.params:
         assert_close(fast[name], backend.to_numpy(reference[name]), atol=SAME_AS_LOOP, rtol=0)
 
 
-def test_jax_compiles_each_layer_once_across_batches():
+def test_jax_compiles_each_program_once_across_batches():
+    """Batches differ in their numbers of non-zero inputs and distinct values; padded to a few
+    sizes per octave, the forward pass and each Affine layer's program compile once for all."""
     import xpnet
     from xpnet.nn import numerical
 
     if not xpnet.available_backends()["jax"][0]:
         pytest.skip("jax unavailable")
     net = TwoLayerNet(7, 4, 3, backend="jax", seed=0, dtype="float64")
-    for seed in range(3):  # different batches: different numbers of non-zero entries
-        net.numerical_gradient(*sparse_batch(n=8, seed=seed), chunk_bytes=2048)
+    x, t = sparse_batch(n=8, seed=0)
+    sizes, padded = set(), set()
+    for zeros in range(1, 4):  # one more zero input in each batch: different sizes
+        x[1, :] = np.linspace(0.1, 0.7, 7)
+        x[1, :zeros] = 0.0
+        net.numerical_gradient(x, t, chunk_bytes=2048)
+        samples, _, features, _ = numerical._distinct_perturbations(x, 8, pad=True)
+        sizes.add(int((x != 0).sum()))
+        padded.add((samples.shape, features.shape))
+    assert len(sizes) == 3 and len(padded) == 1  # three sizes, one bucket
     compiled = numerical._COMPILED[net.model]
-    assert sorted((backend.name, layer) for backend, layer in compiled) == [("jax", 0), ("jax", 2)]
+    assert sorted(str(part) for _, part in compiled) == ["0", "2", "forward"]
     assert all(fn._cache_size() == 1 for fn in compiled.values())
+
+
+def test_buckets_are_four_per_octave():
+    assert [numerical_bucket(n) for n in (1, 5, 8, 9, 10, 11, 13, 17, 33, 41, 1000)] == \
+        [1, 5, 8, 10, 10, 12, 14, 20, 40, 48, 1024]
 
 
 def test_jax_computes_other_nets_gradients_in_one_program_compiled_once():

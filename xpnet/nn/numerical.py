@@ -24,6 +24,8 @@ array-api-strict, and on JAX one vmapped program over all their parameters, comp
 import math
 import weakref
 
+import numpy as np
+
 from xpnet.backends import backend_of, device_of
 from xpnet.nn.functions import CROSS_ENTROPY_DELTA, one_hot
 from xpnet.nn.gradient import H, numerical_gradient
@@ -66,48 +68,37 @@ def model_numerical_gradient(model, params, x, t, state=None, key=None, weight_d
 
 def structured_numerical_gradient(model, params, x, t, h=H, chunk_bytes=DEFAULT_CHUNK_BYTES,
                                   weight_decay=None):
-    """Central-difference gradients of `model.loss(params, x, t)` for every entry of `params`."""
+    """Central-difference gradients of `model.loss(params, x, t)` for every entry of `params`.
+
+    Per call: one compiled forward pass, then per Affine layer its input comes to the host
+    once, where NumPy finds the distinct (sample, value) pairs (their number depends on the
+    data), four index arrays go back, and one compiled program computes the layer's gradients.
+    On JAX the sizes are padded to a few buckets, so a new batch rarely compiles anything.
+    """
     if not supports_structured_gradient(model):
         raise ValueError(f"structured numerical gradient needs Affine layers, elementwise "
                          f"activations and SoftmaxWithLoss; got {model!r}")
     backend = backend_of(x)
-    xp = backend.xp
-    layers = model.layers
-    inputs = []
-    out = x
-    for layer in layers:
-        inputs.append(xp.reshape(out, (out.shape[0], -1)) if isinstance(layer, Affine) else out)
-        out, _ = layer.forward(params, out)
-    outputs = inputs[1:] + [out]  # outputs[k] is what layer k produced
-    n = x.shape[0]
+    xp, layers = backend.xp, model.layers
+    inputs, outputs = _program(backend, model, "forward")(params, x)
     step = xp.asarray(h, dtype=x.dtype, device=device_of(x))
-
     grads = {}
     for l, layer in enumerate(layers):
         if not isinstance(layer, Affine):
             continue
-        d_in, d_out = params[layer.weight].shape
-        features, samples, values, first = _distinct_perturbations(xp, inputs[l])
+        d_out = params[layer.weight].shape[1]
         widest = max(params[lay.weight].shape[1] for lay in layers[l:] if isinstance(lay, Affine))
         chunk = max(1, chunk_bytes // (d_out * 2 * widest * (xp.finfo(x.dtype).bits // 8)))
-        # Pad to whole chunks with entries of value 0 (they change nothing); equal chunk shapes
-        # let JAX reuse one compiled function.
-        pad = -samples.shape[0] % chunk
-        samples = xp.concat([samples, xp.zeros(pad, dtype=samples.dtype, device=device_of(x))])
-        values = xp.concat([values, xp.zeros(pad, dtype=values.dtype, device=device_of(x))])
-        differences = _loss_differences(backend, model, l)
-        rows = [differences(params, outputs, t, samples[start:start + chunk],
-                            values[start:start + chunk], step)
-                for start in range(0, samples.shape[0], chunk)]
-        # Each (sample, input) entry gets the row of its distinct (sample, value) pair.
-        pair = xp.cumulative_sum(xp.astype(first, xp.int64)) - 1
-        per_entry = xp.take(xp.concat(rows), pair, axis=0)
-        zeros = xp.zeros((d_in + 1, d_out), dtype=x.dtype, device=device_of(x))
-        total = backend.scatter_add(zeros, features, per_entry) / (2 * h * n)
-        grads[layer.weight], grads[layer.bias] = total[:d_in, ...], total[d_in, ...]
-    for name in model.decayed_weights(weight_decay):  # ½λw² changes by itself when w moves
-        w, lam = params[name], model.decay(params[name], weight_decay)
-        grads[name] = grads[name] + (0.5 * lam * (w + step) ** 2 - 0.5 * lam * (w - step) ** 2) / (2 * step)
+        pairs = _distinct_perturbations(backend.to_numpy(inputs[l]), chunk, backend.compiles)
+        samples, values, features, entry_pair = (
+            backend.asarray(a, x.dtype if a.dtype.kind == "f" else backend.index_dtype) for a in pairs)
+        grads[layer.weight], grads[layer.bias] = _program(backend, model, l)(
+            params, outputs, t, samples, values, features, entry_pair, step)
+    if model.decayed_weights(weight_decay):
+        if isinstance(weight_decay, (int, float)):  # an array, so the program serves any value
+            weight_decay = backend.asarray(weight_decay, x.dtype)
+        for name, term in _program(backend, model, "decay")(params, weight_decay, step).items():
+            grads[name] = grads[name] + term
     return {name: grads[name] for name in params}
 
 
@@ -165,43 +156,112 @@ def _vectorized_numerical_gradient(backend, model, params, x, t, state, key, wei
     return grads
 
 
-def _distinct_perturbations(xp, x2):
-    """The (sample, input) entries of `x2` (N, D) plus a bias column of ones whose perturbation
-    changes anything: the non-zero ones. A weight moves a sample's loss by an amount that depends
-    only on the sample and the input's value, so entries are sorted by (sample, value) and only
-    the first of each run of equal pairs is computed (MNIST digits repeat values: about 65
-    distinct among 150 non-zero pixels).
+def _distinct_perturbations(x2, chunk, pad):
+    """Host bookkeeping for one Affine layer with input `x2` (N, D), a NumPy array.
 
-    Returns (features, samples, values, first): the features of all entries in that order, the
-    sample and value of each distinct pair, and a mask of the entries that start a new pair.
+    The entries whose perturbation changes anything are the non-zero (sample, input) ones, plus
+    a bias column of ones. A weight moves a sample's loss by an amount that depends only on the
+    sample and the input's value, so entries are sorted by (sample, value) and only one per run
+    of equal pairs is computed (MNIST digits repeat values: about 65 distinct among 150 non-zero
+    pixels).
+
+    Returns (samples, values, features, pair): the sample and value of each distinct pair, padded
+    with value-0 pairs (they change nothing) to whole chunks and shaped (chunks, chunk); the
+    input feature of every entry (D + 1, a row dropped later, for padding) and its pair's index.
+    With `pad`, the numbers of chunks and entries are rounded up to a few sizes per octave, so
+    a compiled program serves many batches.
     """
-    n, device = x2.shape[0], device_of(x2)
-    with_bias = xp.concat([x2, xp.ones((n, 1), dtype=x2.dtype, device=device)], axis=1)
-    samples, features = xp.nonzero(with_bias)
-    values = xp.take(xp.reshape(with_bias, (-1,)), samples * with_bias.shape[1] + features)
-    # by sample, then by value: nonzero lists the samples in order, so one stable sort by
-    # value followed by a stable sort by sample
-    order = xp.argsort(values, stable=True)
-    order = xp.take(order, xp.argsort(xp.take(samples, order), stable=True))
-    samples, features, values = (xp.take(a, order) for a in (samples, features, values))
-    first = xp.concat([xp.ones(1, dtype=xp.bool, device=device),
-                       (samples[1:] != samples[:-1]) | (values[1:] != values[:-1])])
-    return features, samples[first], values[first], first
+    n, d = x2.shape
+    with_bias = np.concatenate([x2, np.ones((n, 1), dtype=x2.dtype)], axis=1)
+    samples, features = np.nonzero(with_bias)
+    values = with_bias[samples, features]
+    order = np.lexsort((values, samples))
+    samples, features, values = samples[order], features[order], values[order]
+    first = np.ones(len(samples), dtype=bool)
+    first[1:] = (samples[1:] != samples[:-1]) | (values[1:] != values[:-1])
+    pair = np.cumsum(first) - 1
+    samples, values = samples[first], values[first]
+    chunks = -(-len(samples) // chunk)
+    chunks, entries = (_bucket(chunks), _bucket(len(features))) if pad else (chunks, len(features))
+    padded = np.zeros(chunks * chunk, dtype=samples.dtype)
+    padded[:len(samples)] = samples
+    padded_values = np.zeros(chunks * chunk, dtype=values.dtype)
+    padded_values[:len(values)] = values
+    features = np.concatenate([features, np.full(entries - len(features), d + 1)])
+    pair = np.concatenate([pair, np.zeros(entries - len(pair), dtype=pair.dtype)])
+    return padded.reshape(chunks, chunk), padded_values.reshape(chunks, chunk), features, pair
 
 
-#: Compiled difference functions per model and layer, built once (JAX compiles each only once).
+def _bucket(n):
+    """The smallest of 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, … (four sizes per octave) >= n."""
+    if n <= 8:
+        return max(n, 1)
+    step = 2 ** (n.bit_length() - 3)  # a quarter of the octave n lies in
+    return -(-n // step) * step
+
+
+#: Compiled programs per model: its forward pass and each Affine layer's gradient, by backend.
 _COMPILED = weakref.WeakKeyDictionary()
 
 
-def _loss_differences(backend, model, l):
-    """differences(params, outputs, t, samples, values, h) -> (P, d_out) array of
-    ℓ(W[i, j] + h) − ℓ(W[i, j] − h) for the sample's own loss ℓ, one row per perturbed entry
-    (its sample and input value) of Affine layer `l`."""
-    key = (backend, l)
+def _program(backend, model, part):
+    """The jitted forward pass (`part` "forward"), weight-decay differences ("decay") or Affine
+    layer `part`'s gradient program of `model` on `backend`, built once (on JAX each compiles
+    once per shape bucket)."""
     cached = _COMPILED.setdefault(model, {})
-    if key not in cached:
-        cached[key] = _build_loss_differences(backend, model.layers, l)
-    return cached[key]
+    if (backend, part) not in cached:
+        build = {"forward": _build_forward, "decay": _build_decay}.get(part, _build_layer_gradient)
+        cached[backend, part] = backend.jit(build(backend, model, part))
+    return cached[backend, part]
+
+
+def _build_forward(backend, model, part):
+    """(inputs, outputs): what each layer received (Affine: flattened to (N, D)) and produced."""
+    xp, layers = backend.xp, model.layers
+
+    def forward(params, x):
+        inputs, out = [], x
+        for layer in layers:
+            inputs.append(xp.reshape(out, (out.shape[0], -1)) if isinstance(layer, Affine) else out)
+            out, _ = layer.forward(params, out)
+        return inputs, inputs[1:] + [out]
+
+    return forward
+
+
+def _build_decay(backend, model, part):
+    """decay(params, weight_decay, h) -> {weight: central difference of ½λw² alone}: it changes
+    by itself when w moves (`weight_decay` None: the model's λ)."""
+    def decay(params, weight_decay, h):
+        terms = {}
+        for name in model.decayed_weights(weight_decay):
+            w, lam = params[name], model.decay(params[name], weight_decay)
+            terms[name] = (0.5 * lam * (w + h) ** 2 - 0.5 * lam * (w - h) ** 2) / (2 * h)
+        return terms
+
+    return decay
+
+
+def _build_layer_gradient(backend, model, l):
+    """gradient(params, outputs, t, samples, values, features, pair, h) -> (dW, db) of Affine
+    layer `l`: the loss differences of every distinct pair, chunk by chunk (`backend.scan`),
+    credited to each entry's weight by a scatter-add."""
+    xp, layers = backend.xp, model.layers
+    differences = _build_loss_differences(backend, layers, l)
+
+    def gradient(params, outputs, t, samples, values, features, pair, h):
+        d_in, d_out = params[layers[l].weight].shape
+
+        def chunk(carry, c):
+            return carry, differences(params, outputs, t, samples[c, ...], values[c, ...], h)
+
+        _, rows = backend.scan(chunk, None, samples.shape[0])
+        per_entry = xp.take(xp.reshape(rows, (-1, d_out)), pair, axis=0)
+        zeros = xp.zeros((d_in + 2, d_out), dtype=rows.dtype, device=device_of(rows))
+        total = backend.scatter_add(zeros, features, per_entry) / (2 * h * outputs[0].shape[0])
+        return total[:d_in, ...], total[d_in, ...]
+
+    return gradient
 
 
 def _build_loss_differences(backend, layers, l):
@@ -239,7 +299,7 @@ def _build_loss_differences(backend, layers, l):
         losses = _losses_from_exps(xp, exps, xp.take(t, samples, axis=0))  # (P, d_out, ±)
         return losses[..., 0] - losses[..., 1]
 
-    return backend.jit(differences)
+    return differences
 
 
 def _apply(layer, params, rows):
