@@ -23,6 +23,7 @@ BACKEND_NAMES = ("numpy", "jax", "torch", "cupy", "array-api-strict")
 _created = {}   # (name, device as asked) -> Backend
 _probed = {}
 _by_type = {}   # array type -> (backend name, its device_name_of), filled by backend_of
+_xp_by_type = {}  # array type -> its namespace, filled by namespace_of
 _libraries = None
 
 
@@ -90,9 +91,13 @@ def namespace_of(x):
     """The Array API namespace `x` belongs to (NumPy's for Python values).
 
     This is how the book's functions (`sigmoid(x)`, `softmax(x)`, ...) follow their input arrays
-    without being told a backend.
+    without being told a backend. One dict lookup: the namespace of a library is the same on
+    every device, and this runs for most array operations of a step.
     """
-    return backend_of(x).xp
+    xp = _xp_by_type.get(type(x))
+    if xp is None:
+        xp = _xp_by_type[type(x)] = backend_of(x).xp
+    return xp
 
 
 def device_of(x):
