@@ -32,7 +32,7 @@ class Affine:
 
     def forward(self, params, x):
         W, b = params[self.weight], params[self.bias]
-        x2 = namespace_of(x).reshape(x, (x.shape[0], -1))
+        x2 = x if x.ndim == 2 else namespace_of(x).reshape(x, (x.shape[0], -1))
         if x2.shape[1] != W.shape[0]:
             raise ValueError(f"Affine({self.weight}): input has {x2.shape[1]} features per sample "
                              f"(shape {tuple(x.shape)}) but {self.weight} has shape {tuple(W.shape)}")
@@ -40,7 +40,9 @@ class Affine:
 
     def backward(self, params, cache, dout):
         x_shape = cache[1]
-        dx = namespace_of(dout).reshape(dout @ params[self.weight].T, x_shape)
+        dx = dout @ params[self.weight].T
+        if dx.shape != x_shape:  # images flattened by forward
+            dx = namespace_of(dx).reshape(dx, x_shape)
         return dx, self.param_grads(params, cache, dout)
 
     def param_grads(self, params, cache, dout):
