@@ -27,7 +27,7 @@ import weakref
 import numpy as np
 
 from xpnet.backends import backend_of, device_of
-from xpnet.nn.functions import CROSS_ENTROPY_DELTA, one_hot
+from xpnet.nn.functions import CROSS_ENTROPY_DELTA
 from xpnet.nn.gradient import H, numerical_gradient
 from xpnet.nn.layers import Affine, SoftmaxWithLoss
 from xpnet.nn.network import Sequential
@@ -314,9 +314,12 @@ def _losses_from_exps(xp, exps, t):
     t holds one label (P,) or one-hot row (P, C) per leading index."""
     total = xp.sum(exps, axis=-1)
     extra = (1,) * (exps.ndim - 2)
-    if t.ndim == 1:  # the label's column, picked by a product with its one-hot row
-        rows = xp.reshape(one_hot(t, exps.shape[-1], exps.dtype), t.shape + extra + exps.shape[-1:])
-        e_t = xp.sum(exps * rows, axis=-1)
+    if t.ndim == 1:  # the label's column of every row, gathered from the flattened array
+        classes, rows = exps.shape[-1], math.prod(total.shape)
+        per_sample = rows // t.shape[0]
+        labels = xp.reshape(xp.broadcast_to(xp.reshape(t, (-1, 1)), (t.shape[0], per_sample)), (-1,))
+        columns = xp.arange(rows, dtype=labels.dtype, device=device_of(t)) * classes + labels
+        e_t = xp.reshape(xp.take(xp.reshape(exps, (-1,)), columns), total.shape)
         return -xp.log(e_t / total + CROSS_ENTROPY_DELTA)
     t = xp.reshape(t, t.shape[:1] + extra + t.shape[1:])
     return -xp.sum(t * xp.log(exps / total[..., None] + CROSS_ENTROPY_DELTA), axis=-1)
