@@ -1,5 +1,6 @@
 """The book's chapter-4 numerical differentiation: central differences with h = 1e-4."""
 import itertools
+import math
 
 from xpnet.backends import backend_of, device_of
 
@@ -71,7 +72,7 @@ def _gradient_in_place(f, x, h, xp):
 
 def _vmapped_gradient(f, like, h, backend, chunk_size):
     xp = backend.xp
-    shape, size = like.shape, like.size
+    shape, size = like.shape, math.prod(like.shape)
     chunk = min(chunk_size, size)
     device = device_of(like)
 
