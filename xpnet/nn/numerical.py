@@ -232,6 +232,8 @@ def _build_forward(backend, model, part):
 def _build_decay(backend, model, part):
     """decay(params, weight_decay, h) -> {weight: central difference of ½λw² alone}: it changes
     by itself when w moves (`weight_decay` None: the model's λ)."""
+    model = Sequential(model.layers, model.loss_layer, model.weight_decay)  # not the cache's key
+
     def decay(params, weight_decay, h):
         terms = {}
         for name in model.decayed_weights(weight_decay):
