@@ -9,7 +9,7 @@ from xpnet.backends import available_backends, dtype_name, get_backend
 from xpnet.errors import DataError
 from xpnet.nn import OPTIMIZERS, SGD, Adam, MultiLayerNet, MultiLayerNetExtend, TwoLayerNet, make_optimizer
 from xpnet.nn.checkpoint import _flatten, load_checkpoint, save_checkpoint
-from xpnet.nn.training import fit, initial_train_state
+from xpnet.nn.training import batch_order, fit, initial_train_state, make_train_step
 
 
 def needs(*names):
@@ -425,3 +425,24 @@ def test_batch_orders_hold_each_sample_once_in_the_backends_index_dtype(backend)
     assert not np.array_equal(indices, backend.to_numpy(batch_order(3, 3, 1050, 100, backend)).ravel())
     if backend.name == "numpy":  # NumPy gathers with intp indices without converting them first
         assert order.dtype == np.intp
+
+
+def test_a_torch_train_step_traces_as_one_graph():
+    """`torch.compile` (XPNET_TORCH_COMPILE=1) pays only if a step is one graph: no host keys,
+    no Python numbers taken from tensors. TorchDynamo's explain traces without compiling."""
+    import xpnet
+
+    if not available_backends()["torch"][0]:
+        pytest.skip("torch is not installed")
+    import torch
+
+    backend = get_backend("torch", "cpu")
+    net = MultiLayerNetExtend(20, [8, 8], 5, use_batchnorm=True, use_dropout=True,
+                              weight_decay_lambda=0.01, backend=backend, seed=0)
+    rng = np.random.default_rng(0)
+    x, t = net.to_device(rng.random((200, 20)).astype(np.float32), rng.integers(0, 5, 200))
+    optimizer = Adam()
+    step = make_train_step(net.model, optimizer, backend, backend.key(0))
+    order = batch_order(0, 1, 200, 50, backend)
+    explained = torch._dynamo.explain(step)(initial_train_state(net, optimizer), x, t, order, 0)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
