@@ -1,11 +1,12 @@
-"""xpnet: the book *Deep Learning from Scratch*, fast on NumPy, CuPy and JAX.
+"""xpnet: the book *Deep Learning from Scratch*, fast on NumPy, JAX, PyTorch and CuPy.
 
     import xpnet
     from xpnet.nn import TwoLayerNet, SGD
     from xpnet.data import load_mnist
 
-    be = xpnet.get_backend()          # $XPNET_BACKEND, else numpy
-    xpnet.available_backends()        # {"numpy": (True, "..."), "jax": (...), "cupy": (...)}
+    be = xpnet.get_backend()          # $XPNET_BACKEND, else numpy; $XPNET_DEVICE
+    be = xpnet.get_backend("torch", "cuda:1")
+    xpnet.available_backends()        # {"numpy": (True, "..."), "jax": (...), "torch": (...), ...}
 """
 from xpnet.backends import available_backends, get_backend
 from xpnet.errors import BackendError, DataError, XpnetError
