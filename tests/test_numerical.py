@@ -186,7 +186,7 @@ def test_jax_computes_other_nets_gradients_in_one_program_compiled_once():
         x, t = net.to_device(*sparse_batch(n=8, seed=seed))
         fast = model_numerical_gradient(net.model, net.params, x, t, net.state, key)
     programs = _VECTORIZED[net.model]
-    assert len(programs) == 1 and all(fn._cache_size() == 1 for fn in programs.values())
+    assert len(programs) == 1 and all(fn.program._cache_size() == 1 for fn in programs.values())
     assert list(fast) == list(net.params)
     for name in ("W1", "gamma1", "b3"):  # a first weight, a BatchNorm scale, the last bias
         def loss_of(array, name=name):

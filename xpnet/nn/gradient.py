@@ -39,7 +39,7 @@ def _gradient_function(f, like, h, chunk_size=256):
                           else _gradient_functional(f, x, h, xp))
     if not backend.compiles:
         return lambda x: _gradient_functional(f, x, h, xp)
-    vectorized = _vmapped_gradient(f, like, h, backend, chunk_size)
+    vectorized = vmapped_gradient(f, like, h, backend, chunk_size)
     traceable = [True]  # once f fails to trace, later steps go straight to the loop
 
     def gradient(x):
@@ -70,25 +70,29 @@ def _gradient_in_place(f, x, h, xp):
     return grad
 
 
-def _vmapped_gradient(f, like, h, backend, chunk_size):
+def vmapped_gradient(f, like, h, backend, chunk_size, n_args=0):
+    """(x, *args) -> central differences of f(x, *args) in x, for arrays like `like`:
+    `chunk_size` single-entry perturbations at once, one program vmapped and compiled once. The
+    `n_args` further arguments are passed, not closed over, so later calls reuse the program."""
     xp = backend.xp
     shape, size = like.shape, math.prod(like.shape)
     chunk = min(chunk_size, size)
     device = device_of(like)
 
-    def one(flat, i):
-        plus = f(xp.reshape(backend.scatter_add(flat, i, h), shape))
-        minus = f(xp.reshape(backend.scatter_add(flat, i, -h), shape))
+    def one(flat, i, *args):
+        plus = f(xp.reshape(backend.scatter_add(flat, i, h), shape), *args)
+        minus = f(xp.reshape(backend.scatter_add(flat, i, -h), shape), *args)
         return (plus - minus) / (2 * h)
 
-    many = backend.jit(backend.vmap(one, in_axes=(None, 0)))
+    many = backend.jit(backend.vmap(one, in_axes=(None, 0) + (None,) * n_args))
 
-    def gradient(x):
+    def gradient(x, *args):
         flat = xp.reshape(x, (-1,))
-        parts = [many(flat, xp.arange(start, start + chunk, device=device) % size)  # last chunk
-                 for start in range(0, size, chunk)]                              # padded, then cut
+        parts = [many(flat, xp.arange(start, start + chunk, device=device) % size, *args)  # last
+                 for start in range(0, size, chunk)]                          # chunk padded, then cut
         return xp.reshape(xp.astype(xp.concat(parts)[:size], x.dtype), shape)
 
+    gradient.program = many  # the compiled program, for inspection
     return gradient
 
 

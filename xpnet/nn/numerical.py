@@ -28,7 +28,7 @@ import numpy as np
 
 from xpnet.backends import backend_of, device_of
 from xpnet.nn.functions import CROSS_ENTROPY_DELTA
-from xpnet.nn.gradient import H, numerical_gradient
+from xpnet.nn.gradient import H, numerical_gradient, vmapped_gradient
 from xpnet.nn.layers import Affine, SoftmaxWithLoss
 from xpnet.nn.network import Sequential
 
@@ -117,43 +117,29 @@ def _vectorized_numerical_gradient(backend, model, params, x, t, state, key, wei
     names = list(params)
     shapes = [tuple(params[name].shape) for name in names]
     sizes = [math.prod(shape) for shape in shapes]
-    total = sum(sizes)
-    chunk = min(VECTORIZED_CHUNK, total)
+    flat = xp.concat([xp.reshape(params[name], (-1,)) for name in names])
     lam = model.weight_decay if weight_decay is None else weight_decay
     static_decay = isinstance(lam, (int, float))
     decay_kind = ("fixed", lam) if static_decay else ("array",)  # λ baked in, or an argument
-    layout = (backend, tuple(names), tuple(shapes), chunk, h, decay_kind)
+    layout = (backend, tuple(names), tuple(shapes), h, decay_kind)
+
+    def unflatten(flat):
+        parts, start = {}, 0
+        for name, shape, size in zip(names, shapes, sizes):
+            parts[name] = xp.reshape(flat[start:start + size], shape)
+            start += size
+        return parts
+
     programs = _VECTORIZED.setdefault(model, {})
     if layout not in programs:
         # the program holds the layers, not `model` (which keys the weak cache)
         loss = Sequential(model.layers, model.loss_layer).loss
 
-        def unflatten(flat):
-            parts, start = {}, 0
-            for name, shape, size in zip(names, shapes, sizes):
-                parts[name] = xp.reshape(flat[start:start + size], shape)
-                start += size
-            return parts
+        def loss_of(flat, x, t, state, key, decay):
+            return loss(unflatten(flat), x, t, True, state, key, lam if static_decay else decay)
 
-        def one(flat, i, x, t, state, key, decay):
-            decay = lam if static_decay else decay
-            plus = loss(unflatten(backend.scatter_add(flat, i, h)), x, t, True, state, key, decay)
-            minus = loss(unflatten(backend.scatter_add(flat, i, -h)), x, t, True, state, key, decay)
-            return (plus - minus) / (2 * h)
-
-        programs[layout] = backend.jit(backend.vmap(one, in_axes=(None, 0) + (None,) * 5))
-    program = programs[layout]
-    flat = xp.concat([xp.reshape(params[name], (-1,)) for name in names])
-    decay = None if static_decay else lam
-    positions = xp.arange(0, chunk, device=device_of(flat))
-    parts = [program(flat, (positions + start) % total, x, t, state, key, decay)  # the last chunk
-             for start in range(0, total, chunk)]                               # padded, then cut
-    values = xp.astype(xp.concat(parts)[:total], flat.dtype)
-    grads, start = {}, 0
-    for name, shape, size in zip(names, shapes, sizes):
-        grads[name] = xp.reshape(values[start:start + size], shape)
-        start += size
-    return grads
+        programs[layout] = vmapped_gradient(loss_of, flat, h, backend, VECTORIZED_CHUNK, n_args=5)
+    return unflatten(programs[layout](flat, x, t, state, key, None if static_decay else lam))
 
 
 def _distinct_perturbations(x2, chunk, pad):
