@@ -12,7 +12,7 @@ or unusable backend or device raises `BackendError`; there is no silent fallback
 import importlib
 import os
 
-from xpnet.backends.base import Backend
+from xpnet.backends.base import Backend, device_of
 from xpnet.errors import BackendError
 
 ENV_VAR = "XPNET_BACKEND"
@@ -98,12 +98,6 @@ def namespace_of(x):
     if xp is None:
         xp = _xp_by_type[type(x)] = backend_of(x).xp
     return xp
-
-
-def device_of(x):
-    """The device to create arrays on next to `x` (`device=` of creation calls); None under
-    `jax.jit`, where JAX places arrays itself."""
-    return getattr(x, "device", None)
 
 
 def dtype_name(dtype):

@@ -28,7 +28,7 @@ class StrictBackend(Backend):
         return np.asarray(self.xp.asarray(array, device=self.xp.Device("CPU_DEVICE")))
 
     def devices(self):
-        return [str(d.__repr__()).split("'")[1] for d in self.xp.__array_namespace_info__().devices()]
+        return _device_names()
 
     def versions(self):
         import array_api_strict
@@ -47,14 +47,23 @@ def probe():
 
 
 def device_name_of(array):
-    return repr(array.device).split("'")[1]
+    return _name(array.device)
+
+
+def _name(device):
+    """'device1' of array_api_strict.Device('device1')."""
+    return repr(device).split("'")[1]
+
+
+def _device_names():
+    import array_api_strict as xp
+
+    return [_name(d) for d in xp.__array_namespace_info__().devices()]
 
 
 def normalize_device(device):
     device = DEFAULT_DEVICE if device is None else str(device)
-    import array_api_strict as xp
-
-    names = [repr(d).split("'")[1] for d in xp.__array_namespace_info__().devices()]
+    names = _device_names()
     if device not in names:
         raise BackendError(f"array-api-strict devices are {', '.join(names)}; got {device!r}")
     return device

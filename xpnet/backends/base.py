@@ -4,6 +4,8 @@ what array-api-strict runs); each library's module overrides what it does better
 Everything that differs between array libraries is a member of `Backend`, declared rather than
 probed: the nn core receives a backend (or its `xp`) and never imports an array library itself.
 """
+import math
+
 import numpy as np
 
 #: Bits of the integer words a portable random key holds (values stay below 2**32 in int64).
@@ -52,7 +54,7 @@ class Backend:
             return getattr(self.xp, np.dtype(dtype).name)
         return dtype
 
-    #: The library's array type (set by each backend): what `owns` recognizes.
+    #: The library's array type (set by backends that keep the default `owns`).
     array_type = ()
 
     def owns(self, array):
@@ -153,8 +155,8 @@ class Backend:
         rows = target.shape[0]
         flat = xp.reshape(values, (values.shape[0], -1))
         chunk = max(1, _ONE_HOT_BYTES // (8 * rows))
-        total = xp.zeros((rows, flat.shape[1]), dtype=target.dtype, device=_device(target))
-        positions = xp.arange(rows, device=_device(target))
+        total = xp.zeros((rows, flat.shape[1]), dtype=target.dtype, device=device_of(target))
+        positions = xp.arange(rows, device=device_of(target))
         for start in range(0, flat.shape[0], chunk):
             stop = min(start + chunk, flat.shape[0])
             one_hot = xp.astype(indices[start:stop, None] == positions, flat.dtype)
@@ -185,10 +187,7 @@ class Backend:
         """Uniform numbers in [0, 1) of `shape` and `dtype` from `key`, made on the device."""
         xp = self.xp
         dtype = self.dtype(dtype)
-        size = 1
-        for n in shape:
-            size *= n
-        counter = xp.arange(size, dtype=xp.int64, device=_device(key))
+        counter = xp.arange(math.prod(shape), dtype=xp.int64, device=device_of(key))
         bits = _mix(_mix(counter ^ key[0]) ^ key[1])
         if dtype == xp.float32:  # 24 bits: every value exact in float32
             values = xp.astype(bits >> 8, dtype) * (1.0 / 2**24)
@@ -227,9 +226,10 @@ def _leading(tree):
     return tree.shape[0]
 
 
-def _device(array):
-    """The device of `array`, or None where it has none to give (a JAX tracer under jit)."""
-    return getattr(array, "device", None)
+def device_of(x):
+    """The device to create arrays on next to `x` (`device=` of creation calls); None under
+    `jax.jit`, where JAX places arrays itself."""
+    return getattr(x, "device", None)
 
 
 def _host(data):

@@ -16,7 +16,6 @@ class CupyBackend(Backend):
         import cupy
 
         self._cupy = cupy
-        self.array_type = cupy.ndarray
         super().__init__(xp, device=cupy.cuda.Device(index), device_name=f"cuda:{index}")
 
     def owns(self, array):

@@ -27,7 +27,6 @@ class JaxBackend(Backend):
         if os.environ.get("JAX_ENABLE_X64") is None:
             jax.config.update("jax_enable_x64", True)
         self._jax = jax
-        self.array_type = jax.Array
         super().__init__(jnp, device=device, device_name=f"{device.platform}:{device.id}")
 
     def owns(self, array):

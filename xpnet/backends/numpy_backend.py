@@ -11,7 +11,6 @@ class NumpyBackend(Backend):
     name = "numpy"
     #: NumPy gathers with intp indices without converting them first (int32 costs a copy).
     index_dtype_name = np.dtype(np.intp).name
-    array_type = np.ndarray
 
     def __init__(self):
         import array_api_compat.numpy as xp
