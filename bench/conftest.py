@@ -1,17 +1,33 @@
-"""Collects the median time of each gradient benchmark and prints the speed-ups of one run."""
+"""Shared by the benchmark suites: the smoke-run switch, and the gradient suite's medians (its
+speed-ups of one run are printed at the end)."""
+import os
+
 import pytest
 
+QUICK_VAR = "XPNET_BENCH_QUICK"
+collect_ignore = ["gpu-kit"]  # the GPU check's packages (make gpu-check-prepare), tests and all
+
 MEDIANS = {}
+
+
+@pytest.fixture(scope="session")
+def quick(request):
+    """A smoke run at a small size: under --benchmark-disable (CI's tests), or timed with
+    XPNET_BENCH_QUICK=1 (the GPU check's dry run on the CPU)."""
+    return bool(request.config.getoption("benchmark_disable")) or os.environ.get(QUICK_VAR) == "1"
 
 
 @pytest.fixture
 def record_median():
     """Call with (label, benchmark, backend) after a benchmark ran; the summary divides by the
-    book loop, and the label goes into the JSON for bench/report.py."""
-    def record(label, benchmark, backend):
+    book loop, and the label goes into the JSON for bench/report.py. `scale` extrapolates a run
+    over part of the work to all of it (the JSON's "seconds" then holds the extrapolated time)."""
+    def record(label, benchmark, backend, scale=1.0):
         benchmark.extra_info.update(suite="gradient", label=label, backend=backend)
         if benchmark.stats is not None:  # None under --benchmark-disable
-            MEDIANS[label] = benchmark.stats.stats.median
+            MEDIANS[label] = benchmark.stats.stats.median * scale
+            if scale != 1.0:
+                benchmark.extra_info["seconds"] = MEDIANS[label]
     return record
 
 

@@ -7,7 +7,9 @@ of a shared machine hits them all alike. Each round is one epoch: 600 batches of
 60,000 training images in a shuffled order, float32, the device synced before the clock stops;
 JAX compiles before the first round and reports its compile time apart. `bench/report.py` turns
 the JSON into the Markdown table and plot. XPNET_BENCH_GPU=1 (`make bench-gpu`) benchmarks the
-GPU implementations instead. With --benchmark-disable (CI) everything runs once on 6,000 images.
+GPU implementations instead, and scales to the sizes where a GPU pulls away from the CPU (with
+xpnet-numpy on the host as the CPU row). XPNET_BENCH_IMPLS=a,b picks implementations. With
+--benchmark-disable (CI) or XPNET_BENCH_QUICK=1 everything runs once on 6,000 images.
 
 XPNET_BENCH_BASELINE=DIR (`make bench-compare`) adds IMPL@baseline to the epoch suite for
 xpnet's impls: the same benchmark on the xpnet of the older checkout in DIR, for before/after.
@@ -24,11 +26,16 @@ from xpnet.data.datasets import IDX_FILES, SYSTEM_FASHION_MNIST_DIR, default_dat
 from peers import BASELINE_IMPLS, BASELINE_VAR, CPU_IMPLS, GPU_IMPLS, MODELS, Worker, available
 
 GPU = os.environ.get("XPNET_BENCH_GPU") == "1"
-IMPLS = GPU_IMPLS if GPU else CPU_IMPLS
+IMPLS = tuple(i.strip() for i in os.environ.get("XPNET_BENCH_IMPLS", "").split(",") if i.strip()) \
+    or (GPU_IMPLS if GPU else CPU_IMPLS)
 ROUNDS = int(os.environ.get("XPNET_BENCH_ROUNDS", "5"))
 BATCH = 100
-SCALING = {"batch_size": [32, 64, 128, 256, 512, 1024], "hidden": [50, 128, 256, 512, 1024]}
-SCALING_IMPLS = [impl for impl in IMPLS if impl.startswith("xpnet-")]
+if GPU:
+    SCALING = {"batch_size": [100, 1000, 10000], "hidden": [50, 4096]}
+    SCALING_IMPLS = [i for i in IMPLS if i.startswith("xpnet-")] + ["xpnet-numpy"]  # the CPU row
+else:
+    SCALING = {"batch_size": [32, 64, 128, 256, 512, 1024], "hidden": [50, 128, 256, 512, 1024]}
+    SCALING_IMPLS = [i for i in IMPLS if i.startswith("xpnet-")]
 BASELINE = os.environ.get(BASELINE_VAR)
 EPOCH_IMPLS = IMPLS + tuple(f"{impl}@baseline" for impl in IMPLS
                             if BASELINE and impl in BASELINE_IMPLS)
@@ -50,12 +57,6 @@ def bench_dataset():
         if all((folder / name).is_file() for name in IDX_FILES):
             return "fashion-mnist"
     return "synthetic"
-
-
-@pytest.fixture(scope="session")
-def quick(request):
-    """True under --benchmark-disable: a smoke run, one round on a tenth of the data."""
-    return bool(request.config.getoption("benchmark_disable"))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from xpnet.backends import available_backends
+from xpnet.backends import available_backends, get_backend
 from xpnet.search import hyperparameter_search
 
 from peers import epoch_flops
@@ -33,12 +33,6 @@ CASES = [  # (label, executor, backend, prune)
 ]
 
 
-@pytest.fixture(scope="module")
-def quick(request):
-    """True under --benchmark-disable: a smoke run of a tiny search."""
-    return bool(request.config.getoption("benchmark_disable"))
-
-
 @pytest.mark.parametrize("label, executor, backend, prune", CASES, ids=[c[0] for c in CASES])
 def test_search(benchmark, quick, tmp_path, label, executor, backend, prune):
     ok, reason = available_backends()[backend]
@@ -57,7 +51,8 @@ def test_search(benchmark, quick, tmp_path, label, executor, backend, prune):
     result = results[-1]
     trial_epochs = sum(len(t["train_loss"]) for t in result.trials)
     benchmark.extra_info.update(
-        suite="search", label=label, executor=result.executor, backend=backend, trials=trials,
+        suite="search", label=label, executor=result.executor, backend=backend,
+        device=get_backend(backend).device_name, trials=trials,
         epochs=epochs, prune=prune, seconds=result.seconds,
         trials_per_second=result.trials_per_second,
         pruned=sum(t["pruned"] for t in result.trials), best_val_acc=result.best["final_val_acc"],

@@ -66,4 +66,5 @@ def test_structured_numerical_gradient_moves_a_few_arrays_per_layer(capfd, hidde
     with jax.transfer_guard("log_explicit"):
         backend.sync(model_numerical_gradient(net.model, net.params, x, t))
     transfers = capfd.readouterr().err.count("transfer:")
-    assert 0 < transfers <= 1 + 4 * (len(hidden) + 1)
+    per_layer = 4 if backend.device_name.startswith("cpu") else 5  # + the input to the host
+    assert 0 < transfers <= 1 + per_layer * (len(hidden) + 1)
