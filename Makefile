@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench bench-gpu bench-compare bench-data clean
+.PHONY: install run test bench bench-gpu bench-compare bench-data gpu-check gpu-check-prepare clean
 
 install: $(STAMP)
 
@@ -47,6 +47,18 @@ bench-gpu: install bench-data
 		--benchmark-json=bench/results/gpu.json --benchmark-columns=min,median,rounds -q
 	$(PY) bench/report.py bench/results/gpu.json
 
+# The GPU check, on a GPU machine with no package registry: tests and benchmarks on CuPy, JAX and
+# PyTorch CUDA in one run of under 8 minutes, report in bench/results/gpu (bench/gpu_check.sh).
+# It needs no `make install`: GPU_PYTHON must hold numpy, jax (CUDA), cupy, torch and pytest(-benchmark).
+GPU_PYTHON ?= python3
+gpu-check:
+	bench/gpu_check.sh $(GPU_PYTHON)
+
+# On a CPU machine: what the GPU machine lacks (array-api-compat, the 5k digits, Optuna, a full-size
+# data set when present) into bench/gpu-kit, which is git-ignored: carry it with the working tree.
+gpu-check-prepare: install bench-data
+	$(PY) bench/gpu_check.py prepare
+
 # Before/after in one run: the epoch suite on this tree and, as IMPL@baseline, on a git worktree
 # of BASE (kept in /tmp for the next run), then bench/results/compare.{json,md,png}.
 BASE ?= a0d1959
@@ -60,4 +72,4 @@ bench-compare: install bench-data
 	$(PY) bench/report.py bench/results/compare.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks bench/results *.egg-info
+	rm -rf $(VENV) .pytest_cache .benchmarks bench/results bench/gpu-kit *.egg-info
