@@ -163,7 +163,7 @@ def test_one_hot_float_labels_train_as_integer_labels(backend):
     (lambda x, t: (x, t.astype(np.float32)), "labels must be integers"),
     (lambda x, t: (np.where(x > 0.99, np.nan, x), t), "NaN or infinite"),
     (lambda x, t: (x[:, :10], t), r"shape \(N, 20\)"),
-    (lambda x, t: (x, t[:-1]), "400 images but 399 labels"),
+    (lambda x, t: (x, t[:-1]), "400 samples but 399 labels"),
 ])
 def test_fit_refuses_bad_training_data(backend, bad, message):
     """Checked where the data is: on the host (numpy) or on the device."""
@@ -179,7 +179,7 @@ def test_fit_refuses_bad_training_data(backend, bad, message):
 
 def test_fit_refuses_a_batch_larger_than_the_data():
     x, t = toy_data(n=50)
-    with pytest.raises(ValueError, match="batch_size 100 is larger than the training set"):
+    with pytest.raises(ValueError, match="batch size 100 is larger than the training set"):
         fit(TwoLayerNet(20, 10, 3), SGD(), (x, t), (x, t), epochs=1, batch_size=100, progress=False)
 
 

@@ -1,6 +1,7 @@
 """The `xpnet` command line: `xpnet train`, `xpnet gradcheck`, `xpnet experiment`, `xpnet info` (also `python -m xpnet ...`)."""
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -10,7 +11,7 @@ from tqdm.auto import tqdm
 import xpnet
 from xpnet.backends import (BACKEND_NAMES, DEFAULT_BACKEND, DEVICE_VAR, ENV_VAR, available_backends,
                             get_backend)
-from xpnet.errors import XpnetError
+from xpnet.errors import DivergedError, XpnetError
 from xpnet.files import atomic_write
 
 #: The backends --help advertises; array-api-strict (a test backend) is accepted too.
@@ -248,9 +249,21 @@ def _train(args):
                    f"time {r.seconds:.3f} s  (eval {r.eval_seconds:.3f} s)", file=sys.stdout)
 
     config = {"dataset": name, "model": description, "optimizer": repr(optimizer), "dtype": dtype}
-    result = fit(net, optimizer, (x_train, t_train), (x_test, t_test), epochs=args.epochs,
-                 batch_size=args.batch_size, seed=args.seed, on_epoch=report, progress=args.progress,
-                 gradient=args.gradient, checkpoint=args.checkpoint, resume=args.resume, config=config)
+    report_json = {"backend": backend.name, "device": backend.device_name, "dataset": name,
+                   "synthetic": data.synthetic, "model": description, "gradient": args.gradient,
+                   "dtype": dtype}
+    try:
+        result = fit(net, optimizer, (x_train, t_train), (x_test, t_test), epochs=args.epochs,
+                     batch_size=args.batch_size, seed=args.seed, on_epoch=report,
+                     progress=args.progress, gradient=args.gradient, checkpoint=args.checkpoint,
+                     resume=args.resume, config=config)
+    except DivergedError as exc:  # the epochs that ended finite are kept (and checkpointed)
+        if args.json:
+            report_json.update(epochs=[r._asdict() for r in exc.history], final_test_acc=None,
+                               diverged={"epoch": exc.epoch, "batch": exc.batch})
+            _write_json(args.json, report_json)
+        print(f"xpnet: error: {exc}", file=sys.stderr)
+        return 3
     if not result.batch_losses:
         print(f"{args.checkpoint} already holds {len(result.epochs)} epochs: nothing to train")
     if backend.compiles:
@@ -258,13 +271,9 @@ def _train(args):
     final = result.epochs[-1].test_acc
     print(f"final test accuracy: {final:.4f}" + ("  (synthetic data: meaningless)" if data.synthetic else ""))
     if args.json:
-        report_json = {
-            "backend": backend.name, "device": backend.device_name, "dataset": name,
-            "synthetic": data.synthetic, "model": description, "gradient": args.gradient, "dtype": dtype,
-            "compile_seconds": result.compile_seconds,
-            "epochs": [r._asdict() for r in result.epochs], "final_test_acc": final,
-        }
-        _write_atomically(args.json, json.dumps(report_json, indent=2) + "\n")
+        report_json.update(compile_seconds=result.compile_seconds, final_test_acc=final,
+                           epochs=[r._asdict() for r in result.epochs], diverged=None)
+        _write_json(args.json, report_json)
     return 0
 
 
@@ -337,6 +346,19 @@ def _experiment(args):
     print(f"time: {time.perf_counter() - started:.2f} s")
     print(f"saved: {result.json}\n       {result.png}")
     return 0
+
+
+def _write_json(path, document):
+    """Write `document` as strict JSON: a non-finite number (never valid JSON) becomes null."""
+    def strict(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: strict(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(v) for v in value]
+        return value
+    _write_atomically(path, json.dumps(strict(document), indent=2, allow_nan=False) + "\n")
 
 
 def _write_atomically(path, text):

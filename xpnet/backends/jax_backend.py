@@ -90,10 +90,15 @@ def probe():
         import jax
     except ImportError as exc:
         return False, f"jax is not installed ({exc}); install it with: pip install 'xpnet[jax]'"
+    except ValueError as exc:  # a bad JAX_* variable, e.g. JAX_ENABLE_X64=garbage
+        return False, f"jax cannot start: {exc}"
     try:
         platforms = sorted({d.platform for d in jax.devices()})
-    except RuntimeError as exc:  # e.g. JAX_PLATFORMS names a platform this machine lacks
-        return False, f"jax is installed, but has no usable device: {str(exc).splitlines()[0]}"
+    except (RuntimeError, AssertionError) as exc:  # JAX_PLATFORMS names a platform this machine
+        # lacks (RuntimeError), or one whose plugin is missing (JAX 0.10 asserts)
+        why = str(exc).splitlines()[0] if str(exc) else \
+            f"JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS', '')!r} names a platform it cannot start here"
+        return False, f"jax is installed, but has no usable device: {why}"
     return True, f"jax {jax.__version__} on {', '.join(platforms)}"
 
 

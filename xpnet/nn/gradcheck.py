@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from xpnet.checks import check_int, check_number
 from xpnet.nn.gradient import H
 from xpnet.nn.numerical import model_numerical_gradient
 
@@ -49,6 +50,9 @@ def gradient_check(net, x, t, tolerance=None, repeat=3):
     Each method is called once to compile (JAX) and then timed `repeat` times, the device synced;
     `seconds` holds the median. `tolerance` defaults to TOLERANCES for the net's dtype.
     """
+    if tolerance is not None:  # before minutes of gradients, not after
+        check_number(tolerance, "tolerance", low=0, low_open=True)
+    check_int(repeat, "repeat")
     backend, model = net.backend, net.model
     x, t = net.to_device(x, t)
     params, state, key = net.params, net.state, net.next_key()  # one Dropout mask for all methods

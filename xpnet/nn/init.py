@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 
+from xpnet.errors import ConfigError
+
 #: The book's named scales: std √(1/n) (Xavier, for sigmoid/tanh) and √(2/n) (He, for ReLU),
 #: n being the number of inputs of the layer.
 INIT_SCALES = {"xavier": 1.0, "sigmoid": 1.0, "he": 2.0, "relu": 2.0}
@@ -19,11 +21,14 @@ def init_std(weight_init_std, fan_in):
         try:
             return math.sqrt(INIT_SCALES[weight_init_std.lower()] / fan_in)
         except KeyError:
-            raise ValueError(f"unknown weight init {weight_init_std!r}; give a number (the std) or "
+            raise ConfigError(f"unknown weight init {weight_init_std!r}; give a number (the std) or "
                              f"one of {', '.join(INIT_SCALES)}") from None
-    std = float(weight_init_std)
+    try:
+        std = float(weight_init_std)
+    except (TypeError, ValueError):
+        std = math.nan
     if not math.isfinite(std) or std < 0:
-        raise ValueError(f"weight_init_std must be a finite number >= 0, got {weight_init_std!r}")
+        raise ConfigError(f"weight_init_std must be a finite number >= 0, got {weight_init_std!r}")
     return std
 
 

@@ -2,6 +2,9 @@
 import numpy as np
 
 from xpnet.backends import get_backend
+from xpnet.checks import (check_fits_in_memory, check_float_dtype, check_int, check_labels,
+                          check_number, check_seed)
+from xpnet.errors import ConfigError
 from xpnet.nn.init import affine_params, host_rng
 from xpnet.nn.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss, activation_layer
 from xpnet.nn.network import Sequential
@@ -22,9 +25,18 @@ class Net:
     def __init__(self, sizes, activation, weight_init_std, weight_decay_lambda, backend, seed, dtype,
                  batchnorm=False, dropout_ratio=None, inverted_dropout=False):
         self.backend = get_backend(backend)
-        self.dtype = dtype
+        self.dtype = check_float_dtype(dtype)
+        sizes = [check_int(size, name) for size, name in
+                 zip(sizes, ["input_size", *["a hidden size"] * (len(sizes) - 2), "output_size"])]
+        if isinstance(weight_decay_lambda, (int, float)):  # (an array λ is the search's, checked there)
+            check_number(weight_decay_lambda, "weight_decay_lambda", low=0)
+        if dropout_ratio is not None:
+            check_number(dropout_ratio, "dropout_ratio", low=0, high=1, high_open=True)
+        # initial weights are drawn in float64 on the host, then copied to the backend
+        check_fits_in_memory(sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:])), 8 + 8,
+                             "the net's initial weights")
         self.input_size, self.output_size = sizes[0], sizes[-1]
-        rng = host_rng(seed)
+        rng = host_rng(check_seed(seed))
         host = affine_params(rng, sizes, weight_init_std)
         layers = []
         for i in range(1, len(sizes)):
@@ -44,7 +56,10 @@ class Net:
         self._keys = np.random.default_rng(rng.integers(2**63))  # seeds of training-mode keys
 
     def to_device(self, x, t=None):
-        """Host or device inputs as arrays of this net's backend: x (and float t) in the net's dtype."""
+        """Host or device inputs as arrays of this net's backend: x (and float t) in the net's dtype.
+        Labels are checked first (in range, one per sample), on the host for host arrays."""
+        if t is not None:
+            check_labels(x, t, self.output_size, "t")
         x = self.backend.asarray(x, self.dtype)
         if t is None:
             return x
@@ -115,8 +130,8 @@ class MultiLayerNet(Net):
                  weight_init_std="relu", weight_decay_lambda=0.0, backend=None, seed=None,
                  dtype="float32", **extend):
         hidden = list(hidden_size_list)
-        if not hidden or any(int(size) != size or size <= 0 for size in hidden):
-            raise ValueError(f"hidden_size_list must be positive integers, got {hidden_size_list!r}")
+        if not hidden:
+            raise ConfigError(f"hidden_size_list must hold at least one size, got {hidden_size_list!r}")
         super().__init__([input_size, *hidden, output_size], activation, weight_init_std,
                          weight_decay_lambda, backend, seed, dtype, **extend)
         self.hidden_size_list = hidden

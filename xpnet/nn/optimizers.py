@@ -18,9 +18,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from xpnet.backends import device_of, namespace_of
+from xpnet.checks import check_number
 
 #: Added to the root in AdaGrad, RMSprop and Adam so an all-zero history does not divide by zero.
 EPS = 1e-7
+#: Where each hyperparameter makes sense: lr > 0, the decay rates in [0, 1).
+HYPER_RANGES = {"lr": (0, None), "momentum": (0, 1), "decay_rate": (0, 1), "beta1": (0, 1),
+                "beta2": (0, 1)}
 
 
 class SGDState(NamedTuple):
@@ -73,6 +77,10 @@ class Optimizer:
             shape = tuple(getattr(value, "shape", np.shape(value)))
             if shape:
                 raise ValueError(f"hyperparameter {name} must be a scalar, got shape {shape}")
+            if isinstance(value, (int, float, np.number)):  # a device array is the caller's to check
+                low, high = HYPER_RANGES[name]
+                check_number(value, name, low=low, high=high, low_open=name == "lr",
+                             high_open=high is not None)
             setattr(self, name, value)
         self._hyper_names = tuple(hyperparameters)
         self._eager_state = None

@@ -12,7 +12,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xpnet.backends import backend_of, get_backend, namespace_of
-from xpnet.errors import DataError
+from xpnet.checks import check_classification_data, check_int, check_seed
+from xpnet.errors import ConfigError, DataError, DivergedError
 from xpnet.nn.checkpoint import load_checkpoint, save_checkpoint
 from xpnet.nn.numerical import model_numerical_gradient
 
@@ -42,33 +43,6 @@ class TrainState(NamedTuple):
     net_state: dict      # BatchNorm running statistics ({} without BatchNorm)
     step: Any            # int32 0-d: batches trained so far; Dropout keys derive from it
     weight_decay: Any    # λ as an array (None without decay): one compiled step serves any value
-
-
-def check_classification_data(x, t, num_features, num_classes, name):
-    """Raise DataError unless x (N, num_features) and t (labels or one-hot) fit a classifier.
-
-    Host or device arrays alike: the checks run where the data is, and only their verdicts (a
-    few scalars, once per run) come to the host."""
-    x, t = (a if hasattr(a, "shape") else np.asarray(a) for a in (x, t))  # lists too
-    xp = namespace_of(x)
-    if x.ndim != 2 or x.shape[1] != num_features:
-        raise DataError(f"{name}: images must have shape (N, {num_features}), got {tuple(x.shape)}; "
-                        "load them with flatten=True")
-    if x.shape[0] == 0:
-        raise DataError(f"{name}: the data set is empty")
-    if tuple(t.shape[:1]) != tuple(x.shape[:1]):
-        raise DataError(f"{name}: {x.shape[0]} images but {t.shape[0] if t.ndim else 0} labels")
-    if xp.isdtype(x.dtype, "real floating") and not _value(xp.all(xp.isfinite(x))):
-        raise DataError(f"{name}: images contain NaN or infinite values")
-    if t.ndim == 1:
-        if not namespace_of(t).isdtype(t.dtype, "integral"):
-            raise DataError(f"{name}: labels must be integers, got dtype {t.dtype}")
-        low, high = _value(namespace_of(t).min(t)), _value(namespace_of(t).max(t))
-        if low < 0 or high >= num_classes:
-            raise DataError(f"{name}: labels must lie in 0..{num_classes - 1}, found {low}..{high}")
-    elif tuple(t.shape) != (x.shape[0], num_classes):
-        raise DataError(f"{name}: one-hot labels must have shape {(x.shape[0], num_classes)}, "
-                        f"got {tuple(t.shape)}")
 
 
 def initial_train_state(net, optimizer):
@@ -165,12 +139,17 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
     """
     backend = net.backend
     (x_train, t_train), (x_test, t_test) = train, test
+    epochs, batch_size = check_int(epochs, "epochs"), check_int(batch_size, "batch_size")
+    seed = check_seed(seed)
+    if eval_samples is not None:
+        check_int(eval_samples, "eval_samples")
     check_classification_data(x_train, t_train, net.input_size, net.output_size, "training data")
     check_classification_data(x_test, t_test, net.input_size, net.output_size, "test data")
     n_train = x_train.shape[0]
     n_batches = n_train // batch_size
     if n_batches == 0:
-        raise ValueError(f"batch_size {batch_size} is larger than the training set ({n_train} samples)")
+        raise ConfigError(f"batch size {batch_size} is larger than the training set "
+                          f"({n_train} samples)")
     config = {"batch_size": batch_size, "seed": seed, "gradient": gradient, **(config or {})}
 
     state = initial_train_state(net, optimizer)
@@ -209,7 +188,8 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
     bar = tqdm(total=max(0, epochs - first + 1) * n_batches, unit="batch",
                desc=f"training on {backend.name}", disable=None if progress is None else not progress,
                file=sys.stderr, leave=False, dynamic_ncols=True)
-    with bar:
+    # a non-finite loss stops the run with DivergedError: NumPy's overflow warnings would only repeat it
+    with bar, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(first, epochs + 1):
             order = batch_order(seed, epoch, n_train, batch_size, backend)
             start = time.perf_counter()
@@ -220,6 +200,10 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
                 state, losses = run_epoch(step, state, x_train, t_train, order, on_batch=bar.update)
             backend.sync(state)
             seconds = time.perf_counter() - start
+            losses = backend.to_numpy(losses)
+            diverged = np.flatnonzero(~np.isfinite(losses))
+            if diverged.size:  # stop before the net or the checkpoint takes the broken params
+                raise DivergedError(epoch, int(diverged[0]) + 1, float(losses[diverged[0]]), history)
 
             start = time.perf_counter()
             train_acc = _value(count_train(state.params, x_eval, t_eval, state.net_state)) / x_eval.shape[0]
@@ -228,7 +212,6 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
             eval_seconds = time.perf_counter() - start
             net.params.update(state.params)
             net.state.update(state.net_state)
-            losses = backend.to_numpy(losses)
             batch_losses.extend(float(v) for v in losses)
             result = EpochResult(epoch, float(np.mean(losses)), train_acc, test_acc, seconds, eval_seconds)
             history.append(result)
