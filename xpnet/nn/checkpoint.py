@@ -4,15 +4,26 @@ Every array (params, optimizer state, BatchNorm state, step counter) is stored b
 state tree ("params/W1", "opt_state/m/W1", …) as a plain NumPy array, so a checkpoint written on
 one backend loads on any other. The epoch, the per-epoch history and the run's configuration go in
 as one JSON text. Writes are atomic: an interrupted save leaves the previous checkpoint intact.
+`claim_checkpoint` guards a run's checkpoint path: it refuses to replace what it should not and
+locks the path so two runs never write one checkpoint.
 """
+import contextlib
 import json
+import os
 import zipfile
+import zlib
+from pathlib import Path
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so claim_checkpoint checks the path but cannot lock it
+    fcntl = None
+
 from xpnet.backends import backend_of, dtype_name
-from xpnet.errors import DataError
-from xpnet.files import atomic_write
+from xpnet.errors import DataError, XpnetError
+from xpnet.files import atomic_write, check_writable, remove_stale_parts
 
 FORMAT = "xpnet-checkpoint-1"
 _META = "__meta__"
@@ -31,20 +42,11 @@ def save_checkpoint(path, tree, meta):
 def load_checkpoint(path, template, backend, config=None):
     """(tree, meta) from `path`; `tree` has the structure, shapes and dtypes of `template`, its
     arrays on `backend`. With `config`, the run configuration saved as meta["config"] must equal it.
-    Raises DataError naming the file and what does not fit."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            stored = {name: data[name] for name in data.files}
-    except FileNotFoundError:
-        raise DataError(f"no checkpoint at {path}") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path} is not a readable xpnet checkpoint: {exc}") from None
-    try:
-        meta = json.loads(str(stored.pop(_META)))
-    except (KeyError, json.JSONDecodeError):
-        raise DataError(f"{path} is not an xpnet checkpoint (no readable metadata)") from None
-    if meta.get("format") != FORMAT:
-        raise DataError(f"{path}: unknown checkpoint format {meta.get('format')!r}, expected {FORMAT}")
+    Raises DataError naming the file and what does not fit; meta["epoch"] is then an int >= 0,
+    meta["history"] a list of dicts and meta["config"], when there, a dict."""
+    stored = _read_arrays(path)
+    meta = _meta_of(path, stored.pop(_META, None))
+    _check_meta(path, meta, required=())  # the types first: the config is compared next
     if config is not None and meta.get("config") != config:
         saved = meta.get("config") or {}
         changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
@@ -61,7 +63,158 @@ def load_checkpoint(path, template, backend, config=None):
         if value.shape != tuple(like.shape) or value.dtype.name != dtype:
             raise DataError(f"{path}: {name} is {value.dtype}{list(value.shape)}, this run needs "
                             f"{dtype}{list(like.shape)}")
+    _check_meta(path, meta)
     return _unflatten(template, "", {k: backend.asarray(v) for k, v in stored.items()}), meta
+
+
+@contextlib.contextmanager
+def claim_checkpoint(path, *, resume=False, overwrite=False):
+    """Hold checkpoint `path` for one training run (a context manager yielding it as a Path).
+
+    Before a run starts, so that nothing is lost at its end: the path must be writable
+    (XpnetError otherwise); an existing checkpoint is kept unless `resume` (continue it) or
+    `overwrite` (start over); a file that is not an xpnet checkpoint is never replaced; `resume`
+    needs a checkpoint. Those refusals raise DataError. The path is locked (`PATH.lock`, by
+    flock: the kernel frees it when its process dies, so even a kill -9'd run never blocks the
+    next one) and a second claim meanwhile raises DataError; holding the lock, the `.part` files
+    of killed saves are removed. The lock file goes on exit, also on errors."""
+    if resume and overwrite:
+        raise XpnetError("--resume and --overwrite contradict each other: --resume continues the "
+                         "checkpoint, --overwrite starts it over")
+    check_writable(path, "checkpoint")
+    path = Path(path)
+    with _locked(path):
+        _check_existing(path, resume, overwrite)
+        remove_stale_parts(path)
+        yield path
+
+
+def _check_existing(path, resume, overwrite):
+    """Raise DataError unless this run may use what is at `path` (see claim_checkpoint)."""
+    if not path.exists():
+        if resume:
+            raise DataError(f"no checkpoint at {path} to resume")
+        return
+    try:
+        meta = _meta_of(path, _read_arrays(path, names={_META}).get(_META))
+    except DataError:
+        if resume:
+            raise
+        raise DataError(f"{path} is not an xpnet checkpoint; refusing to replace it") from None
+    if resume:
+        _check_meta(path, meta)
+    elif not overwrite:
+        epoch = meta.get("epoch")
+        held = f" (epoch {epoch})" if type(epoch) is int else ""
+        raise DataError(f"{path} already holds a checkpoint{held}; pass --resume to continue it "
+                        "or --overwrite to start over")
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """Hold an exclusive flock on `path`.lock (holding this process's pid, for the message a
+    second run gets); DataError when another run holds it. The lock file is removed on exit."""
+    if fcntl is None:
+        yield
+        return
+    lock = Path(f"{path}.lock")
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise XpnetError(f"cannot lock checkpoint {path}: {lock}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _pid_in(fd)
+            os.close(fd)
+            raise DataError(f"{path} is in use by another run (pid {holder}); wait for it to end "
+                            f"or stop it, or choose another --checkpoint path") from None
+        except OSError as exc:
+            os.close(fd)
+            raise XpnetError(f"cannot lock checkpoint {path}: {exc.strerror or exc}") from None
+        if _same_file(fd, lock):
+            break
+        os.close(fd)  # its holder removed the lock file as we opened it: lock the next one
+    try:
+        with contextlib.suppress(OSError):  # the pid is for messages only
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        if _same_file(fd, lock):
+            with contextlib.suppress(OSError):
+                os.remove(lock)
+        os.close(fd)
+
+
+def _pid_in(fd):
+    """The pid written in an open lock file, or "unknown"."""
+    try:
+        text = os.pread(fd, 32, 0).decode().strip()
+    except (OSError, UnicodeDecodeError):
+        return "unknown"
+    return text if text.isdigit() else "unknown"
+
+
+def _same_file(fd, path):
+    """Whether `path` still names the file open as `fd`."""
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _read_arrays(path, names=None):
+    """The arrays of the `.npz` at `path` (those in `names` only, when given) as NumPy arrays;
+    DataError naming the file when it is missing or not a readable archive of plain arrays."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"no checkpoint at {path}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        data = None
+    except OSError as exc:
+        raise DataError(f"{path} is not a readable xpnet checkpoint: {exc.strerror or exc}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):  # also a lone .npy array
+        raise DataError(f"{path} is not a readable xpnet checkpoint (not a .npz archive)")
+    try:
+        with data:
+            return {name: data[name] for name in data.files if names is None or name in names}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        raise DataError(f"{path} is not a readable xpnet checkpoint (a damaged archive, or one "
+                        "holding Python objects)") from None
+
+
+def _meta_of(path, raw):
+    """The metadata dict stored as `raw` (None when absent); DataError unless it is a JSON
+    object of this checkpoint format, i.e. unless `path` is an xpnet checkpoint."""
+    try:
+        meta = json.loads(str(raw)) if raw is not None and raw.ndim == 0 else None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path} is not an xpnet checkpoint (no readable metadata)")
+    if meta.get("format") != FORMAT:
+        raise DataError(f"{path}: unknown checkpoint format {meta.get('format')!r}, expected {FORMAT}")
+    return meta
+
+
+def _check_meta(path, meta, required=("epoch", "history")):
+    """DataError naming `path` unless the meta's fields have the shapes a run relies on:
+    "epoch" an int >= 0, "history" a list of dicts, "config" a dict; `required` must be there."""
+    for key in required:
+        if key not in meta:
+            raise DataError(f"{path}: damaged checkpoint metadata: no {key!r}")
+    epoch, history, config = meta.get("epoch", 0), meta.get("history", []), meta.get("config", {})
+    if type(epoch) is not int or epoch < 0:
+        raise DataError(f"{path}: damaged checkpoint metadata: epoch {epoch!r} is not a whole "
+                        "number >= 0")
+    if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+        raise DataError(f"{path}: damaged checkpoint metadata: history is not a list of objects")
+    if not isinstance(config, dict):
+        raise DataError(f"{path}: damaged checkpoint metadata: config is not an object")
 
 
 def _some(names, shown=4):
