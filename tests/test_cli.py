@@ -167,7 +167,8 @@ def test_json_write_failure_is_one_line_and_leaves_no_temp_file(tmp_path, capsys
     status = main(["train", "--dataset", "synthetic", "--epochs", "1", "--no-progress",
                    "--json", str(tmp_path / "report")])
     assert status == 2
-    assert capsys.readouterr().err.startswith(f"xpnet: error: cannot write {tmp_path / 'report'}")
+    assert capsys.readouterr().err.startswith(
+        f"xpnet: error: cannot write --json {tmp_path / 'report'}: it is a directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 
 

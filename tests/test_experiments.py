@@ -234,4 +234,4 @@ def test_cli_list_and_unwritable_out(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main(["experiment", "optimizer-paths", "--out", str(blocker / "sub")]) == 2
-    assert "xpnet: error: cannot write the results of optimizer-paths" in capsys.readouterr().err
+    assert "xpnet: error: cannot create --out " in capsys.readouterr().err  # before running

@@ -176,3 +176,39 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     err = process.stderr.read()
     process.wait(timeout=60)
     assert first.startswith("xpnet ") and err == ""
+
+
+def test_saved_work_is_never_replaced_without_being_asked(capsys, tmp_path):
+    checkpoint = tmp_path / "c.npz"
+    assert main([*TRAIN, "--epochs", "2", "--checkpoint", str(checkpoint)]) == 0
+    saved = checkpoint.read_bytes()
+    capsys.readouterr()
+    status = main([*TRAIN, "--checkpoint", str(checkpoint)])  # no --resume: refused, kept
+    one_line_error(capsys, status, 2, "already holds a checkpoint (epoch 2); pass --resume to "
+                                      "continue it or --overwrite to start over")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    status = main([*TRAIN, "--checkpoint", str(notes), "--overwrite"])
+    one_line_error(capsys, status, 2, "is not an xpnet checkpoint; refusing to replace it")
+    assert checkpoint.read_bytes() == saved and notes.read_text() == "my notes"
+    assert main([*TRAIN, "--checkpoint", str(checkpoint), "--overwrite"]) == 0  # asked: replaced
+    assert checkpoint.read_bytes() != saved
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--checkpoint", "/etc/passwd/x.npz"], "cannot write checkpoint /etc/passwd/x.npz: /etc/passwd is not a folder"),
+    (["--checkpoint", ""], "checkpoint needs a file path, but the path given is empty"),
+    (["--json", ""], "--json needs a file path, but the path given is empty"),
+    (["--json", "/nonexistent-folder/run.json"], "its folder /nonexistent-folder does not exist"),
+    (["--overwrite"], "--overwrite needs --checkpoint PATH"),
+])
+def test_unwritable_outputs_are_found_before_training(capsys, args, phrase):
+    status = main([*TRAIN, *args])
+    one_line_error(capsys, status, 2, phrase)
+    assert "epoch" not in capsys.readouterr().out
+
+
+def test_an_experiment_with_an_unwritable_out_fails_before_running(capsys):
+    status = main(["experiment", "weight-init-compare", "--quick", "--out", "/etc/passwd/x"])
+    one_line_error(capsys, status, 2, "cannot create --out /etc/passwd/x")
+    assert "time:" not in capsys.readouterr().out

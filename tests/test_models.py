@@ -122,8 +122,8 @@ def test_multi_layer_net_structure_and_init_scales(init, expected_std):
 @pytest.mark.parametrize("kwargs, message", [
     ({"weight_init_std": "glorot"}, "unknown weight init 'glorot'"),
     ({"weight_init_std": -1.0}, "weight_init_std must be a finite number >= 0"),
-    ({"hidden_size_list": [10, 0]}, "hidden_size_list must be positive integers"),
-    ({"hidden_size_list": []}, "hidden_size_list must be positive integers"),
+    ({"hidden_size_list": [10, 0]}, "a hidden size must be an integer >= 1, got 0"),
+    ({"hidden_size_list": []}, "hidden_size_list must hold at least one size"),
 ])
 def test_multi_layer_net_rejects_bad_arguments(kwargs, message):
     args = {"input_size": 4, "hidden_size_list": [3], "output_size": 2, **kwargs}

@@ -5,6 +5,7 @@ import math
 import os
 import platform
 import sys
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -12,7 +13,7 @@ import xpnet
 from xpnet.backends import (BACKEND_NAMES, DEFAULT_BACKEND, DEVICE_VAR, ENV_VAR, available_backends,
                             get_backend)
 from xpnet.errors import DivergedError, XpnetError
-from xpnet.files import atomic_write
+from xpnet.files import atomic_write, check_writable
 
 #: The backends --help advertises; array-api-strict (a test backend) is accepted too.
 ADVERTISED_BACKENDS = tuple(n for n in BACKEND_NAMES if n != "array-api-strict")
@@ -60,6 +61,9 @@ def _parser():
                        help="save the run to PATH (.npz) after every epoch")
     train.add_argument("--resume", action="store_true",
                        help="continue the run saved at --checkpoint; --epochs is the total")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start the run at --checkpoint over (without it, an existing "
+                            "checkpoint is never replaced)")
     train.add_argument("--json", metavar="PATH", help="also write the per-epoch results to PATH")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="show a progress bar (default: when stderr is a terminal)")
@@ -230,8 +234,11 @@ def _build_net(args, input_size, backend, dtype):
 
 
 def _train(args):
-    if args.resume and not args.checkpoint:
-        raise XpnetError("--resume needs --checkpoint PATH (the run to continue)")
+    for flag in ("resume", "overwrite"):
+        if getattr(args, flag) and not args.checkpoint:
+            raise XpnetError(f"--{flag} needs --checkpoint PATH")
+    if args.json is not None:  # found now, not after the training
+        check_writable(args.json, "--json")
     backend, name, data = _load_data(args)
     from xpnet.nn.optimizers import make_optimizer
     from xpnet.nn.training import fit
@@ -256,9 +263,9 @@ def _train(args):
         result = fit(net, optimizer, (x_train, t_train), (x_test, t_test), epochs=args.epochs,
                      batch_size=args.batch_size, seed=args.seed, on_epoch=report,
                      progress=args.progress, gradient=args.gradient, checkpoint=args.checkpoint,
-                     resume=args.resume, config=config)
+                     resume=args.resume, overwrite=args.overwrite, config=config)
     except DivergedError as exc:  # the epochs that ended finite are kept (and checkpointed)
-        if args.json:
+        if args.json is not None:
             report_json.update(epochs=[r._asdict() for r in exc.history], final_test_acc=None,
                                diverged={"epoch": exc.epoch, "batch": exc.batch})
             _write_json(args.json, report_json)
@@ -270,7 +277,7 @@ def _train(args):
         print(f"compile time (not in the epoch times): {result.compile_seconds:.3f} s")
     final = result.epochs[-1].test_acc
     print(f"final test accuracy: {final:.4f}" + ("  (synthetic data: meaningless)" if data.synthetic else ""))
-    if args.json:
+    if args.json is not None:
         report_json.update(compile_seconds=result.compile_seconds, final_test_acc=final,
                            epochs=[r._asdict() for r in result.epochs], diverged=None)
         _write_json(args.json, report_json)
@@ -330,9 +337,15 @@ def _experiment(args):
     if options and args.name != "hyperparameter-search":
         raise XpnetError(f"--{next(iter(options)).replace('_address', '')} is an option of "
                          "hyperparameter-search only")
-    # a bad backend, device or data set fails before anything runs
+    # a bad backend, device, data set or output folder fails before anything runs
     backend = get_backend(args.backend, args.device)
     dataset = resolve_dataset(args.dataset)
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise XpnetError(f"cannot create --out {args.out}: {exc.strerror or exc}") from None
+    for suffix in (".json", ".png"):
+        check_writable(Path(args.out) / f"{args.name}{suffix}", "--out")
     print(f"experiment {args.name} on {backend.name} ({backend.device_name})"
           f"{' (quick)' if args.quick else ''}")
     started = time.perf_counter()

@@ -4,6 +4,7 @@ A run is a sequence of pure steps over a `TrainState`; everything random is deri
 seed (the batch order of epoch e from (seed, e), Dropout keys from the step number), so a run
 resumed from a checkpoint continues exactly as if it had never stopped.
 """
+import contextlib
 import sys
 import time
 from typing import Any, NamedTuple
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 from xpnet.backends import backend_of, get_backend, namespace_of
 from xpnet.checks import check_classification_data, check_int, check_seed
 from xpnet.errors import ConfigError, DataError, DivergedError
-from xpnet.nn.checkpoint import load_checkpoint, save_checkpoint
+from xpnet.nn.checkpoint import claim_checkpoint, load_checkpoint, save_checkpoint
 from xpnet.nn.numerical import model_numerical_gradient
 
 #: How `fit` computes gradients: backprop (chapter 5) or central differences (chapter 4).
@@ -124,7 +125,8 @@ def compiled_epoch(step, backend):
 
 
 def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=None, progress=None,
-        gradient="backprop", checkpoint=None, resume=False, eval_samples=None, config=None):
+        gradient="backprop", checkpoint=None, resume=False, eval_samples=None, config=None,
+        overwrite=False):
     """Train `net` with `optimizer` on host arrays `train=(x, t)` up to epoch `epochs`.
 
     Each epoch visits the training set in a shuffled order drawn from (seed, epoch), so every
@@ -133,8 +135,11 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
     `on_epoch(EpochResult)` is called and, with `checkpoint` (a path), the run is saved there.
     `resume=True` continues the run saved at `checkpoint` (`epochs` is the total, so a run saved
     after epoch 1 and resumed with epochs=2 trains one more); `config` (a JSON-able dict of what
-    defines the run) must match the one saved. `eval_samples`: evaluate accuracy on the first N
-    samples of each set only (the book's evaluate_sample_num_per_epoch).
+    defines the run) must match the one saved. An existing checkpoint is never replaced unless
+    `overwrite=True`, nor a file that is not one; two runs cannot share one (`claim_checkpoint`).
+    A non-finite loss raises DivergedError before the net or the checkpoint take its params.
+    `eval_samples`: evaluate accuracy on the first N samples of each set only (the book's
+    evaluate_sample_num_per_epoch).
     `progress`: show a progress bar (True), hide it (False), or show it when stderr is a terminal.
     """
     backend = net.backend
@@ -152,75 +157,81 @@ def fit(net, optimizer, train, test, epochs, batch_size=100, seed=0, on_epoch=No
                           f"({n_train} samples)")
     config = {"batch_size": batch_size, "seed": seed, "gradient": gradient, **(config or {})}
 
-    state = initial_train_state(net, optimizer)
-    history = []
-    if resume:
-        if checkpoint is None:
-            raise ValueError("resume=True needs the checkpoint path")
-        state, meta = load_checkpoint(checkpoint, state, backend, config)
-        history = [EpochResult(**e) for e in meta["history"]]
-        net.params.update(state.params)
-        net.state.update(state.net_state)
-
-    x_train, t_train = net.to_device(x_train, t_train)
-    x_test, t_test = net.to_device(x_test, t_test)
-    x_eval, t_eval = _first(x_train, eval_samples), _first(t_train, eval_samples)
-    x_test_eval, t_test_eval = _first(x_test, eval_samples), _first(t_test, eval_samples)
-    step = make_train_step(net.model, optimizer, backend, backend.key(seed), gradient)
-    compiled = backend.compiles and gradient == "backprop"
-    epoch_fn = compiled_epoch(step, backend) if compiled else None
-    correct_count = backend.jit(net.model.correct_count)
-
-    compile_seconds = 0.0
-    if backend.compiles:  # pay for compilation before the clocks start; nothing is run
-        start = time.perf_counter()
-        order = batch_order(seed, 1, n_train, batch_size, backend)
-        if compiled:
-            epoch_fn = backend.compile(epoch_fn, state, x_train, t_train, order)
-        count_train = backend.compile(correct_count, state.params, x_eval, t_eval, state.net_state)
-        count_test = backend.compile(correct_count, state.params, x_test_eval, t_test_eval, state.net_state)
-        compile_seconds = time.perf_counter() - start
-    else:
-        count_train = count_test = correct_count
-
-    batch_losses = []
-    first = len(history) + 1
-    bar = tqdm(total=max(0, epochs - first + 1) * n_batches, unit="batch",
-               desc=f"training on {backend.name}", disable=None if progress is None else not progress,
-               file=sys.stderr, leave=False, dynamic_ncols=True)
-    # a non-finite loss stops the run with DivergedError: NumPy's overflow warnings would only repeat it
-    with bar, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for epoch in range(first, epochs + 1):
-            order = batch_order(seed, epoch, n_train, batch_size, backend)
-            start = time.perf_counter()
-            if compiled:
-                state, losses = epoch_fn(state, x_train, t_train, order)
-                bar.update(n_batches)
-            else:
-                state, losses = run_epoch(step, state, x_train, t_train, order, on_batch=bar.update)
-            backend.sync(state)
-            seconds = time.perf_counter() - start
-            losses = backend.to_numpy(losses)
-            diverged = np.flatnonzero(~np.isfinite(losses))
-            if diverged.size:  # stop before the net or the checkpoint takes the broken params
-                raise DivergedError(epoch, int(diverged[0]) + 1, float(losses[diverged[0]]), history)
-
-            start = time.perf_counter()
-            train_acc = _value(count_train(state.params, x_eval, t_eval, state.net_state)) / x_eval.shape[0]
-            test_acc = (_value(count_test(state.params, x_test_eval, t_test_eval, state.net_state))
-                        / x_test_eval.shape[0])
-            eval_seconds = time.perf_counter() - start
+    if resume and checkpoint is None:
+        raise ConfigError("resume=True needs the checkpoint path")
+    claim = contextlib.nullcontext() if checkpoint is None else \
+        claim_checkpoint(checkpoint, resume=resume, overwrite=overwrite)
+    with claim:  # refused at once if the checkpoint is in use, not ours to replace, or unwritable
+        state = initial_train_state(net, optimizer)
+        history = []
+        if resume:
+            state, meta = load_checkpoint(checkpoint, state, backend, config)
+            try:
+                history = [EpochResult(**e) for e in meta["history"]]
+            except TypeError as exc:
+                raise DataError(f"{checkpoint}: damaged checkpoint metadata: history: {exc}") from None
             net.params.update(state.params)
             net.state.update(state.net_state)
-            batch_losses.extend(float(v) for v in losses)
-            result = EpochResult(epoch, float(np.mean(losses)), train_acc, test_acc, seconds, eval_seconds)
-            history.append(result)
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, state, {"epoch": epoch, "config": config,
-                                                    "history": [r._asdict() for r in history]})
-            if on_epoch is not None:
-                on_epoch(result)
-    return FitResult(history, compile_seconds, batch_losses)
+
+        x_train, t_train = net.to_device(x_train, t_train)
+        x_test, t_test = net.to_device(x_test, t_test)
+        x_eval, t_eval = _first(x_train, eval_samples), _first(t_train, eval_samples)
+        x_test_eval, t_test_eval = _first(x_test, eval_samples), _first(t_test, eval_samples)
+        step = make_train_step(net.model, optimizer, backend, backend.key(seed), gradient)
+        compiled = backend.compiles and gradient == "backprop"
+        epoch_fn = compiled_epoch(step, backend) if compiled else None
+        correct_count = backend.jit(net.model.correct_count)
+
+        compile_seconds = 0.0
+        if backend.compiles:  # pay for compilation before the clocks start; nothing is run
+            start = time.perf_counter()
+            order = batch_order(seed, 1, n_train, batch_size, backend)
+            if compiled:
+                epoch_fn = backend.compile(epoch_fn, state, x_train, t_train, order)
+            count_train = backend.compile(correct_count, state.params, x_eval, t_eval, state.net_state)
+            count_test = backend.compile(correct_count, state.params, x_test_eval, t_test_eval, state.net_state)
+            compile_seconds = time.perf_counter() - start
+        else:
+            count_train = count_test = correct_count
+
+        batch_losses = []
+        first = len(history) + 1
+        bar = tqdm(total=max(0, epochs - first + 1) * n_batches, unit="batch",
+                   desc=f"training on {backend.name}", disable=None if progress is None else not progress,
+                   file=sys.stderr, leave=False, dynamic_ncols=True)
+        # a non-finite loss stops the run with DivergedError: NumPy's overflow warnings would only repeat it
+        with bar, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for epoch in range(first, epochs + 1):
+                order = batch_order(seed, epoch, n_train, batch_size, backend)
+                start = time.perf_counter()
+                if compiled:
+                    state, losses = epoch_fn(state, x_train, t_train, order)
+                    bar.update(n_batches)
+                else:
+                    state, losses = run_epoch(step, state, x_train, t_train, order, on_batch=bar.update)
+                backend.sync(state)
+                seconds = time.perf_counter() - start
+                losses = backend.to_numpy(losses)
+                diverged = np.flatnonzero(~np.isfinite(losses))
+                if diverged.size:  # stop before the net or the checkpoint takes the broken params
+                    raise DivergedError(epoch, int(diverged[0]) + 1, float(losses[diverged[0]]), history)
+
+                start = time.perf_counter()
+                train_acc = _value(count_train(state.params, x_eval, t_eval, state.net_state)) / x_eval.shape[0]
+                test_acc = (_value(count_test(state.params, x_test_eval, t_test_eval, state.net_state))
+                            / x_test_eval.shape[0])
+                eval_seconds = time.perf_counter() - start
+                net.params.update(state.params)
+                net.state.update(state.net_state)
+                batch_losses.extend(float(v) for v in losses)
+                result = EpochResult(epoch, float(np.mean(losses)), train_acc, test_acc, seconds, eval_seconds)
+                history.append(result)
+                if checkpoint is not None:
+                    save_checkpoint(checkpoint, state, {"epoch": epoch, "config": config,
+                                                        "history": [r._asdict() for r in history]})
+                if on_epoch is not None:
+                    on_epoch(result)
+        return FitResult(history, compile_seconds, batch_losses)
 
 
 def _first(array, n):
