@@ -31,7 +31,10 @@ import functools
 import math
 import multiprocessing
 import os
+import sqlite3
+import threading
 import time
+from numbers import Real
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,8 +42,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xpnet.backends import get_backend
+from xpnet.checks import check_float_dtype, check_int, check_number
 from xpnet.data import load_mnist, resolve_dataset, validation_split
-from xpnet.errors import XpnetError
+from xpnet.errors import ConfigError, XpnetError
 from xpnet.nn.models import MultiLayerNet
 from xpnet.nn.optimizers import SGD
 from xpnet.nn.stacked import keep_nets, stack, stacked_programs
@@ -101,7 +105,9 @@ def process_executor(workers=None):
     limits = {name: threads for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
               if name not in os.environ}
     pool = concurrent.futures.ProcessPoolExecutor(workers,
-                                                  mp_context=multiprocessing.get_context("spawn"))
+                                                  mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_die_with_parent,
+                                                  initargs=(os.getpid(),))
     try:
         with _environment(limits):
             # A process spawns per submit while none is idle: one call each starts them all now.
@@ -115,6 +121,23 @@ def process_executor(workers=None):
                          "'sequential' (or 'vmap' on jax)") from None
     pool.workers = workers
     return pool
+
+
+PARENT_POLL = 0.5   # seconds between a pool worker's looks at its parent
+
+
+def _die_with_parent(parent):
+    """A pool worker's initializer: end this process (at once, as its parent would have ended it)
+    once `parent` is no longer its parent, e.g. killed by SIGKILL, which gives the pool no chance
+    to stop its workers. A daemon thread looks every PARENT_POLL seconds: the worker is reparented
+    when its parent dies. (Linux's PR_SET_PDEATHSIG would tie it to the parent's thread that
+    spawned it, not to the process.)"""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="xpnet-watch-parent", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -134,7 +157,12 @@ def _environment(values):
 
 class DaskExecutor(concurrent.futures.Executor):
     """The executor of a Dask cluster (`distributed.Client(address).get_executor()`); shutting it
-    down closes the client, not the cluster. Its workers need xpnet and the data set installed."""
+    down closes the client, not the cluster. Its workers need xpnet and the data set installed.
+
+    The scheduler is probed first, within `timeout` seconds for the whole handshake (Dask's own
+    connect timeout stops at the TCP connection: a peer that accepts and says nothing would hold
+    the client for ever, one that answers in another protocol makes it allocate the "length" it
+    read); a peer that does not answer as a Dask scheduler is refused with one XpnetError line."""
 
     def __init__(self, address, timeout=DASK_TIMEOUT):
         try:
@@ -142,11 +170,19 @@ class DaskExecutor(concurrent.futures.Executor):
         except ImportError:
             raise XpnetError("executor 'dask' needs dask.distributed: "
                              "pip install 'xpnet[search]'") from None
+        if not address:
+            raise _needs_dask_address()
+        timeout = check_number(timeout, "timeout", low=0, low_open=True)
+        _probe_dask_scheduler(distributed, address, timeout)
+        client = distributed.Client.__new__(distributed.Client)
         try:
-            self.client = distributed.Client(address, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise XpnetError(f"cannot reach the Dask scheduler at {address} within {timeout} s "
-                             f"({type(exc).__name__})") from None
+            client.__init__(address, timeout=timeout, set_as_default=False)
+        except Exception as exc:  # noqa: BLE001 -- whatever the client met: one line
+            _discard_client(client)
+            why = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
+                   and not str(exc) else _one_line(exc))
+            raise XpnetError(f"cannot connect to the Dask scheduler at {address}: {why}") from None
+        self.client = client
         self.address = address
         self.workers = max(1, sum(self.client.nthreads().values()))
         self._executor = self.client.get_executor(pure=False)
@@ -159,15 +195,93 @@ class DaskExecutor(concurrent.futures.Executor):
         self.client.close()
 
 
+def _probe_dask_scheduler(distributed, address, timeout):
+    """Return when a Dask scheduler answers at `address` within `timeout` seconds (connection,
+    handshake and an "identity" call); otherwise XpnetError. It runs on an event loop of its own
+    in a thread of its own, so that it works whether or not the caller runs an event loop."""
+    import asyncio
+
+    from distributed.comm import connect, parse_address, parse_host_port, registry
+
+    try:
+        scheme, location = parse_address(address)
+        registry.get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss") and not 0 < parse_host_port(location)[1] < 65536:
+            raise ValueError(f"port out of range in {location!r}")
+    except ValueError as exc:
+        raise XpnetError(f"{address!r} is not a Dask scheduler address ({_one_line(exc)}); "
+                         "give one like tcp://host:8786") from None
+
+    async def identity():
+        comm = await connect(address, timeout=max(timeout / 2, timeout - 0.5),
+                             **distributed.Security().get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    outcome = {}
+
+    def probe():
+        try:  # connect's own timeout comes first when the connection fails: it says why
+            outcome["identity"] = asyncio.run(asyncio.wait_for(identity(), timeout))
+        except BaseException as exc:  # noqa: BLE001 -- reported below, in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=probe, name="xpnet-dask-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 1)
+    exc, answer = outcome.get("error"), outcome.get("identity")
+    if exc is None and answer is None:
+        exc = TimeoutError()
+    if isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError)):
+        while exc.__cause__ is not None:  # connect's OSError names the last attempt's error
+            exc = exc.__cause__
+        why = (exc.strerror if isinstance(exc, OSError) and exc.strerror
+               else _one_line(exc) if str(exc) else "no answer")
+        raise XpnetError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+                         f"({why})") from None
+    if exc is not None or not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        said = (f"it answered as a Dask {answer['type']}" if isinstance(answer, dict)
+                and isinstance(answer.get("type"), str) else "it does not speak Dask's protocol")
+        raise XpnetError(f"{address} is not a Dask scheduler ({said}); give the address of "
+                         "a running scheduler, e.g. tcp://host:8786") from None
+
+
+def _discard_client(client):
+    """Close a distributed.Client whose start failed, so that its __del__ (at the interpreter's
+    exit at the latest) has nothing left to do and prints nothing."""
+    with contextlib.suppress(Exception):
+        client.close(timeout=1)
+    with contextlib.suppress(Exception):
+        client.status = "closed"
+        client._loop_runner.stop()
+
+
+def _one_line(exc):
+    """An exception as one line: its first line, or its type's name when it says nothing."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _needs_dask_address():
+    return ConfigError("executor 'dask' needs dask_address (--dask ADDRESS on the command line): "
+                       "the address of a running scheduler, e.g. tcp://host:8786")
+
+
 def make_executor(name, workers=None, dask_address=None):
-    """The executor called `name` ("sequential", "processes" or "dask")."""
+    """The executor called `name` ("sequential", "processes" or "dask"; "dask" needs the address
+    of a running scheduler: without one, distributed.Client would start a cluster of its own)."""
     if name == "sequential":
         return SequentialExecutor()
     if name == "processes":
         return process_executor(workers)
     if name == "dask":
+        if not dask_address:
+            raise _needs_dask_address()
         return DaskExecutor(dask_address)
-    raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    raise ConfigError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
 
 
 # --- trials: JSON spec in, JSON result out ---------------------------------------------------------
@@ -330,6 +444,116 @@ def _sqlite_pragmas(connection, _record):
     connection.execute("PRAGMA synchronous=NORMAL")
 
 
+def _sqlite_file(url):
+    """The file of an sqlite storage URL (a Path), or None (another database, or in memory)."""
+    import sqlalchemy
+
+    if not isinstance(url, str):
+        return None
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return None  # the storage says what is wrong with it
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+@contextlib.contextmanager
+def _sqlite_guard(url):
+    """For an sqlite storage: hold an exclusive flock on FILE.lock while the search uses the study
+    (a second search of it is refused: it would fail the first one's running trials), and refuse
+    a FILE that is not an sqlite database or fails sqlite's integrity check, leaving it as it
+    is (read-only). Other storages: nothing."""
+    path = _sqlite_file(url)
+    if path is None:
+        yield
+        return
+    with _file_lock(path):
+        _check_sqlite(path)
+        yield
+
+
+def _check_sqlite(path):
+    """XpnetError naming `path` when it is not an sqlite database or is corrupt (opened read-only:
+    nothing is written to it, not even a recovery of its journal)."""
+    try:
+        if path.stat().st_size == 0:
+            return
+    except OSError:
+        return  # no file yet: the storage creates it (or says why it cannot)
+    move = "; move it away to start a new search (or use another out_dir)"
+    # Read-only; immutable (no -wal or -shm made beside it) unless a journal left by a crash is
+    # there to be read with it.
+    journal = any(Path(f"{path}{end}").exists() for end in ("-wal", "-journal"))
+    try:
+        with contextlib.closing(sqlite3.connect(
+                f"{path.resolve().as_uri()}?{'mode=ro' if journal else 'immutable=1'}",
+                uri=True)) as db:
+            problems = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        name = getattr(exc, "sqlite_errorname", "")
+        if name == "SQLITE_NOTADB":
+            raise XpnetError(f"{path} is not an sqlite database (so no study){move}") from None
+        if name == "SQLITE_CORRUPT":
+            raise XpnetError(f"{path} is corrupt (sqlite: {_one_line(exc)}){move}") from None
+        return  # cannot open it (permissions, a lock...): the storage says why
+    if problems != ["ok"]:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise XpnetError(f"{path} is corrupt (sqlite integrity check failed: "
+                         f"{_one_line(problems[0])}{more}){move}")
+
+
+@contextlib.contextmanager
+def _file_lock(path):
+    """An exclusive flock on `path`.lock, removed afterwards; XpnetError when another process
+    holds it. Nothing where there is no flock (Windows) or the lock file cannot be made."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    lock = Path(f"{path}.lock")
+    fd = None
+    while fcntl is not None:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            break  # e.g. no such directory: the storage says so
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                raise XpnetError(f"the study {path} is in use by another search (pid {holder}); "
+                                 "wait for it to end, or use another out_dir") from None
+            fd = None
+            break  # a file system without flock
+        if _same_file(fd, lock):
+            break
+        os.close(fd)  # its holder removed it as we opened it: lock the one there now
+    try:
+        if fd is not None:
+            with contextlib.suppress(OSError):  # the pid is for the message only
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        if fd is not None:
+            if _same_file(fd, lock):
+                with contextlib.suppress(OSError):
+                    os.remove(lock)
+            os.close(fd)
+
+
+def _same_file(fd, path):
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 def _open_study(optuna, url, sampler, seed, config):
     """The study STUDY_NAME in `url`, created or loaded; refused if its config differs."""
     import sqlalchemy
@@ -343,7 +567,8 @@ def _open_study(optuna, url, sampler, seed, config):
         study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="maximize",
                                     pruner=optuna.pruners.NopPruner(), load_if_exists=True)
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        raise XpnetError(f"cannot open the study storage {url}: {exc}") from None
+        raise XpnetError(f"cannot open the study storage {url}: "
+                         f"{_one_line(getattr(exc, 'orig', None) or exc)}") from None
     saved = study.user_attrs.get("config")
     if saved is None:
         study.set_user_attr("config", config)
@@ -352,6 +577,11 @@ def _open_study(optuna, url, sampler, seed, config):
                          if saved.get(k) != config.get(k))
         raise XpnetError(f"the study in {url} was made with {diff}; use another out_dir or "
                          "storage, or delete it")
+    # Trials left RUNNING by a search that was killed never end: they fail now, and count as
+    # missing like any failed trial. No other search of the study runs now: in sqlite,
+    # `_sqlite_guard` sees to it; elsewhere it is one search per study, as `missing` assumes.
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     # A seed of its own for each resumption: a resumed study must not replay its first trials.
     sampler_seed = int(np.random.SeedSequence([seed, len(study.trials)]).generate_state(1)[0])
     study.sampler = (optuna.samplers.RandomSampler(seed=sampler_seed) if sampler == "random"
@@ -404,19 +634,27 @@ def hyperparameter_search(trials=None, epochs=None, backend=None, executor=None,
     Returns a SearchResult; `seconds` and `trials_per_second` cover this call's trials, workers'
     start, compilation and the study's bookkeeping included.
     """
-    trials = trials if trials is not None else (8 if quick else 100)
-    epochs = epochs if epochs is not None else (5 if quick else 50)
-    if int(trials) != trials or trials < 1 or int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"trials and epochs must be positive integers, got {trials} and {epochs}")
+    trials = _whole(trials if trials is not None else (8 if quick else 100), "trials")
+    epochs = _whole(epochs if epochs is not None else (5 if quick else 50), "epochs")
+    train_size = check_int(train_size, "train_size", minimum=BATCH_SIZE)
+    validation_rate = check_number(validation_rate, "validation_rate", 0, 1, True, True)
+    held_out = int(train_size * validation_rate)  # as validation_split holds out
+    if held_out == 0 or train_size - held_out < BATCH_SIZE:
+        raise ConfigError(f"validation_rate {validation_rate} of train_size {train_size} leaves "
+                          f"{held_out} images for validation and {train_size - held_out} for "
+                          f"training (at least 1 and {BATCH_SIZE}, one batch)")
+    seed = check_int(seed, "seed", minimum=0)
+    parallel = None if parallel is None else check_int(parallel, "parallel")
+    dtype = check_float_dtype(dtype)
     if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     executor = executor or ("dask" if dask_address else "processes")
     if isinstance(executor, str) and executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+        raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if dask_address and executor != "dask":
-        raise ValueError(f"dask_address is for executor 'dask', not {executor!r}")
+        raise ConfigError(f"dask_address is for executor 'dask', not {executor!r}")
     if executor == "dask" and not dask_address:
-        raise ValueError("executor 'dask' needs dask_address (the scheduler, e.g. tcp://host:8786)")
+        raise _needs_dask_address()
     be = get_backend(backend)
     if executor == "vmap" and not be.vectorizes:
         raise XpnetError(f"executor 'vmap' compiles the trials into one vectorized program "
@@ -433,7 +671,7 @@ def hyperparameter_search(trials=None, epochs=None, backend=None, executor=None,
             raise XpnetError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
         storage = f"sqlite:///{Path(out_dir).resolve() / 'search.db'}"
 
-    with _quiet_optuna() as optuna:
+    with _quiet_optuna() as optuna, _sqlite_guard(storage):
         study, opened = _open_study(optuna, storage, sampler, seed, config)
         try:
             finished = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
@@ -455,6 +693,14 @@ def hyperparameter_search(trials=None, epochs=None, backend=None, executor=None,
         ranking=[t["number"] for t in ranked], suggested=suggest_ranges(ranked), ran=missing,
         seconds=seconds, trials_per_second=missing / seconds if missing else 0.0,
         executor=label, backend=be.name, sampler=sampler, storage=storage, config=config)
+
+
+def _whole(value, name):
+    """`value` as an int, if it is a whole number ≥ 1 (5.0 too, as before; not True, NaN, 2.5)."""
+    if (isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value)
+            or value != int(value) or value < 1):
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _plan(trial, config, backend, device):
@@ -520,7 +766,12 @@ def _run_pooled(study, pool, missing, in_flight, plan, epochs, bar):
         while asked < missing or running:
             while asked < missing and len(running) < in_flight:
                 trial = study.ask()
-                running[pool.submit(run_trial, plan(trial))] = trial
+                try:
+                    future = pool.submit(run_trial, plan(trial))
+                except BaseException:
+                    _fail(study, [trial])
+                    raise
+                running[future] = trial
                 asked += 1
             done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
@@ -541,8 +792,13 @@ def _run_vmapped(study, missing, group, plan, bar):
     """Ask `group` trials at a time and train each group as one vmapped program, in this process;
     its epochs are reported to the study while the next ones compute."""
     while missing > 0:
-        asked = [study.ask() for _ in range(min(group, missing))]
-        specs = [plan(trial) for trial in asked]
+        asked = []
+        try:
+            asked.extend(study.ask() for _ in range(min(group, missing)))
+            specs = [plan(trial) for trial in asked]
+        except BaseException:
+            _fail(study, asked)
+            raise
         epochs = specs[0]["epochs"]
 
         def on_epoch(i, epoch, acc):
