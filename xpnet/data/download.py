@@ -3,21 +3,47 @@
 The file is written to a temporary name next to its destination, verified, and only
 then renamed over it (``xpnet.files.atomic_write``), so an interrupted or corrupt
 download never leaves a half-written data file behind.
+
+A whole download must finish within a deadline (``XPNET_DOWNLOAD_DEADLINE`` seconds,
+default 600), so a server that trickles bytes cannot hang it.  While downloading, a
+process holds an exclusive ``flock`` on ``.NAME.lock`` beside the destination; holding
+it, it removes the ``.NAME.*.part`` files that a killed download (``kill -9``) left
+behind, which no live downloader of that destination can be writing at that moment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
+import math
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so only old parts count as stale there
+    fcntl = None
 
 from xpnet.errors import DataError
 from xpnet.files import atomic_write
 
 _CHUNK = 1 << 20
+
+#: Seconds a whole download may take unless ``XPNET_DOWNLOAD_DEADLINE`` says otherwise
+#: (the largest MNIST file is 9.9 MB: about 17 kB/s at least).
+DEFAULT_DEADLINE = 600.0
+DEADLINE_ENV = "XPNET_DOWNLOAD_DEADLINE"
+#: Without flock, a ``.part`` file counts as stale (and is removed) only when this old.
+STALE_PART_AGE = 24 * 3600.0
+_LOCK_POLL = 0.05
+
+
+class _DeadlinePassed(Exception):
+    """The download's deadline went by (turned into a DataError by ``download``)."""
 
 
 def sha256_of(data: bytes) -> str:
@@ -25,28 +51,148 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str, timeout: float = 60.0) -> Path:
+def download_deadline() -> float:
+    """Seconds a whole download may take: ``$XPNET_DOWNLOAD_DEADLINE``, else ``DEFAULT_DEADLINE``."""
+    raw = os.environ.get(DEADLINE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DEADLINE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise DataError(f"{DEADLINE_ENV}={raw} is not a positive number of seconds")
+    return value
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str, timeout: float = 60.0,
+             deadline: float | None = None) -> Path:
     """Download ``url`` to ``dest`` atomically, checking its SHA-256; return ``dest``.
 
-    On any failure the temporary file is removed and an existing ``dest`` is left untouched.
-    Network problems and checksum mismatches raise ``DataError``.
+    ``timeout`` bounds each network wait; ``deadline`` (seconds, default ``download_deadline()``)
+    bounds the whole download.  On any failure the temporary file is removed and an existing
+    ``dest`` is left untouched.  Network problems, a passed deadline and checksum mismatches
+    raise ``DataError``.  Stale ``.part`` files of ``dest`` from killed downloads are removed.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    deadline = download_deadline() if deadline is None else float(deadline)
+    if not (math.isfinite(deadline) and deadline > 0):
+        raise ValueError(f"deadline must be a positive number of seconds, got {deadline}")
+    stop = time.monotonic() + deadline
+    too_slow = (f"downloading {url} took longer than {deadline:g} s; gave up and saved nothing to {dest} "
+                f"(a slow or stalled server; set {DEADLINE_ENV}=SECONDS to allow longer)")
     try:
-        with atomic_write(dest) as out:
-            digest = hashlib.sha256()
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                while chunk := response.read(_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-            actual = digest.hexdigest()
-            if actual != sha256.lower():
-                raise DataError(f"{dest}: SHA-256 mismatch for the download from {url}: "
-                                f"expected {sha256.lower()}, got {actual}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _dest_lock(dest, stop, deadline):
+            _remove_stale_parts(dest)
+            with atomic_write(dest) as out:
+                actual = _fetch(url, out, timeout, stop)
+                if actual != sha256.lower():
+                    raise DataError(f"{dest}: SHA-256 mismatch for the download from {url}: "
+                                    f"expected {sha256.lower()}, got {actual}")
+    except _DeadlinePassed:
+        raise DataError(too_slow) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        if _is_timeout(exc) and time.monotonic() >= stop - 0.1:  # the wait was cut to the deadline
+            raise DataError(too_slow) from None
         raise DataError(f"{dest}: download from {url} failed ({_describe(exc)})") from exc
     return dest
+
+
+def _remaining(timeout: float, stop: float) -> float:
+    """The wait allowed for the next network step: ``timeout``, cut short by the deadline."""
+    left = stop - time.monotonic()
+    if left <= 0:
+        raise _DeadlinePassed
+    return min(timeout, left)
+
+
+def _fetch(url: str, out, timeout: float, stop: float) -> str:
+    """Copy the body of ``url`` to ``out`` before ``stop``; return its hex SHA-256."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=_remaining(timeout, stop)) as response:
+        # The socket's timeout applies per read, so it is cut to what is left of the deadline
+        # before each read; read1 returns what has arrived instead of waiting for a full chunk.
+        sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+        read = getattr(response, "read1", response.read)
+        while True:
+            wait = _remaining(timeout, stop)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(wait)
+            chunk = read(_CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _dest_lock(dest: Path, stop: float, deadline: float):
+    """Hold an exclusive flock on ``.NAME.lock`` beside ``dest``; the file is removed afterwards.
+
+    It is removed while still locked, so a process that was waiting on it then finds the
+    name gone or pointing elsewhere and locks afresh: only one process ever holds the lock
+    of the current file.
+    """
+    if fcntl is None:
+        yield
+        return
+    lock_path = dest.parent / f".{dest.name}.lock"
+    while True:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= stop:
+                        raise DataError(f"{dest}: another process has been downloading it for over "
+                                        f"{deadline:g} s (it holds {lock_path}); try again later") from None
+                    time.sleep(_LOCK_POLL)
+            try:
+                current = os.stat(lock_path)
+            except FileNotFoundError:
+                current = None
+            held = os.fstat(fd)
+            if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the file was removed by the previous holder: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(lock_path)
+        os.close(fd)
+
+
+def _part_files(dest: str | os.PathLike) -> list[Path]:
+    """The temporary ``.NAME.XXXXXXXX.part`` files of ``dest`` (``atomic_write``'s names) beside it."""
+    dest = Path(dest)
+    prefix = f".{dest.name}."
+    parts = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(dest.parent):
+            middle = entry.name[len(prefix):-len(".part")]
+            if (entry.name.startswith(prefix) and entry.name.endswith(".part") and middle
+                    and "." not in middle and entry.is_file(follow_symlinks=False)):
+                parts.append(Path(entry.path))
+    return sorted(parts)
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """Remove the parts of ``dest`` left by killed downloads (called holding the lock of ``dest``)."""
+    now = time.time()
+    for part in _part_files(dest):
+        with contextlib.suppress(FileNotFoundError):
+            if fcntl is None and now - part.stat().st_mtime < STALE_PART_AGE:
+                continue  # without a lock, a recent part may belong to a live download
+            part.unlink()
 
 
 def _describe(exc: BaseException) -> str:
@@ -56,3 +202,9 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.URLError):
         return str(exc.reason)
     return str(exc) or type(exc).__name__
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` is a network wait that ran out (directly or wrapped by urllib)."""
+    return isinstance(exc, TimeoutError) or (
+        isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, TimeoutError))
