@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -239,8 +240,12 @@ def as_nobody(call):
         finally:
             os._exit(status)
     os.close(write_end)
+    # a child forked from a multithreaded process (JAX's) could deadlock: bound the wait
+    ready, _, _ = select.select([read_end], [], [], 60)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
     with os.fdopen(read_end, "rb") as pipe:
-        message = pipe.read().decode()
+        message = pipe.read().decode() if ready else "the forked child hung"
     os.waitpid(pid, 0)
     return message
 
@@ -385,7 +390,7 @@ def test_parts_of_a_live_download_are_kept(server, tmp_path):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # a separate open file: conflicts as another process would
         start = time.monotonic()
-        with pytest.raises(DataError, match="another process has been downloading it for over 0.5 s"):
+        with pytest.raises(DataError, match=r"another process \(pid \w+\) has been downloading it for over 0.5 s"):
             data.download(server.url + "file.bin", dest, CONTENT_SHA, deadline=0.5)
         assert time.monotonic() - start < 2
         assert live_part.read_bytes() == b"being written" and not dest.exists()

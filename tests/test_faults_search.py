@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from xpnet.errors import XpnetError
-from xpnet.search import (DASK_TIMEOUT, STUDY_NAME, DaskExecutor, _file_lock,
-                          hyperparameter_search, make_executor)
+from xpnet.files import exclusive_lock
+from xpnet.search import DASK_TIMEOUT, STUDY_NAME, DaskExecutor, hyperparameter_search, make_executor
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 #: A CLI run refused at the Dask connection: from its first line (printed once it has started)
@@ -311,7 +311,7 @@ def test_trials_left_running_by_a_killed_search_fail_and_are_replaced(tmp_path):
 
 
 def test_a_study_in_use_by_another_search_is_refused(tmp_path):
-    with _file_lock(tmp_path.resolve() / "search.db"):
+    with exclusive_lock(tmp_path.resolve() / "search.db.lock", RuntimeError):
         with pytest.raises(XpnetError, match=r"in use by another search \(pid \d+\)"):
             small_search(tmp_path)
     assert not (tmp_path / "search.db.lock").exists()

@@ -1,4 +1,5 @@
-"""Writing files so that an interruption never leaves a half-written one behind."""
+"""Writing files so that an interruption never leaves a half-written one behind, and locks so
+that two processes never write one thing at once."""
 import contextlib
 import os
 import re
@@ -6,6 +7,12 @@ import stat
 import tempfile
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None
+HAVE_FLOCK = fcntl is not None
 
 from xpnet.errors import XpnetError
 
@@ -60,6 +67,74 @@ def remove_stale_parts(path, older_than=0.0):
         except OSError:
             pass
     return removed
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path, busy, wait=0.0):
+    """Hold an exclusive flock on the file `lock_path` (made if missing, holding this process's
+    pid, removed on exit) while the block runs, so two processes never work on one thing.
+
+    The kernel frees a flock when its holder dies, so even a kill -9'd process never blocks the
+    next one. While another process holds it, wait up to `wait` seconds, then raise `busy(pid)`
+    (pid as its holder wrote it, or "unknown"). Where there is no flock (Windows, some network
+    file systems) nothing is held. The file is removed while still locked: a process waiting on
+    it then finds the name gone or pointing elsewhere, and locks afresh."""
+    if fcntl is None:
+        yield
+        return
+    give_up = time.monotonic() + wait
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise XpnetError(f"cannot make the lock file {lock_path}: {exc.strerror or exc}") from None
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= give_up:
+                        raise busy(_pid_in(fd)) from None
+                    time.sleep(0.05)
+        except OSError:  # flock is not supported here: hold nothing
+            os.close(fd)
+            yield
+            return
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, lock_path):
+            break
+        os.close(fd)  # its holder removed it as we opened it: lock the one there now
+    try:
+        with contextlib.suppress(OSError):  # the pid is for messages only
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        if _same_file(fd, lock_path):
+            with contextlib.suppress(OSError):
+                os.remove(lock_path)
+        os.close(fd)
+
+
+def _pid_in(fd):
+    """The pid written in an open lock file, or "unknown"."""
+    try:
+        text = os.pread(fd, 32, 0).decode().strip()
+    except (OSError, UnicodeDecodeError):
+        return "unknown"
+    return text if text.isdigit() else "unknown"
+
+
+def _same_file(fd, path):
+    """Whether `path` still names the file open as `fd`."""
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def check_writable(path, what):

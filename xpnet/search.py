@@ -45,6 +45,7 @@ from xpnet.backends import get_backend
 from xpnet.checks import check_float_dtype, check_int, check_number
 from xpnet.data import load_mnist, resolve_dataset, validation_split
 from xpnet.errors import ConfigError, XpnetError
+from xpnet.files import exclusive_lock
 from xpnet.nn.models import MultiLayerNet
 from xpnet.nn.optimizers import SGD
 from xpnet.nn.stacked import keep_nets, stack, stacked_programs
@@ -469,7 +470,11 @@ def _sqlite_guard(url):
     if path is None:
         yield
         return
-    with _file_lock(path):
+
+    def busy(pid):
+        return XpnetError(f"the study {path} is in use by another search (pid {pid}); wait for it "
+                          "to end, or use another out_dir")
+    with exclusive_lock(f"{path}.lock", busy):
         _check_sqlite(path)
         yield
 
@@ -502,56 +507,6 @@ def _check_sqlite(path):
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise XpnetError(f"{path} is corrupt (sqlite integrity check failed: "
                          f"{_one_line(problems[0])}{more}){move}")
-
-
-@contextlib.contextmanager
-def _file_lock(path):
-    """An exclusive flock on `path`.lock, removed afterwards; XpnetError when another process
-    holds it. Nothing where there is no flock (Windows) or the lock file cannot be made."""
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None
-    lock = Path(f"{path}.lock")
-    fd = None
-    while fcntl is not None:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            break  # e.g. no such directory: the storage says so
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            if isinstance(exc, BlockingIOError):
-                raise XpnetError(f"the study {path} is in use by another search (pid {holder}); "
-                                 "wait for it to end, or use another out_dir") from None
-            fd = None
-            break  # a file system without flock
-        if _same_file(fd, lock):
-            break
-        os.close(fd)  # its holder removed it as we opened it: lock the one there now
-    try:
-        if fd is not None:
-            with contextlib.suppress(OSError):  # the pid is for the message only
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        if fd is not None:
-            if _same_file(fd, lock):
-                with contextlib.suppress(OSError):
-                    os.remove(lock)
-            os.close(fd)
-
-
-def _same_file(fd, path):
-    try:
-        here, there = os.fstat(fd), os.stat(path)
-    except OSError:
-        return False
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _open_study(optuna, url, sampler, seed, config):

@@ -23,13 +23,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, so only old parts count as stale there
-    fcntl = None
-
 from xpnet.errors import DataError
-from xpnet.files import atomic_write
+from xpnet.files import HAVE_FLOCK, atomic_write, exclusive_lock, remove_stale_parts
 
 _CHUNK = 1 << 20
 
@@ -39,7 +34,6 @@ DEFAULT_DEADLINE = 600.0
 DEADLINE_ENV = "XPNET_DOWNLOAD_DEADLINE"
 #: Without flock, a ``.part`` file counts as stale (and is removed) only when this old.
 STALE_PART_AGE = 24 * 3600.0
-_LOCK_POLL = 0.05
 
 
 class _DeadlinePassed(Exception):
@@ -81,10 +75,15 @@ def download(url: str, dest: str | os.PathLike, sha256: str, timeout: float = 60
     stop = time.monotonic() + deadline
     too_slow = (f"downloading {url} took longer than {deadline:g} s; gave up and saved nothing to {dest} "
                 f"(a slow or stalled server; set {DEADLINE_ENV}=SECONDS to allow longer)")
+
+    def busy(pid):
+        return DataError(f"{dest}: another process (pid {pid}) has been downloading it for over "
+                         f"{deadline:g} s; try again later")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with _dest_lock(dest, stop, deadline):
-            _remove_stale_parts(dest)
+        with exclusive_lock(dest.parent / f".{dest.name}.lock", busy, wait=deadline):
+            # holding the lock, no one else writes dest: its .part files are killed downloads'
+            remove_stale_parts(dest, older_than=0 if HAVE_FLOCK else STALE_PART_AGE)
             with atomic_write(dest) as out:
                 actual = _fetch(url, out, timeout, stop)
                 if actual != sha256.lower():
@@ -126,73 +125,6 @@ def _fetch(url: str, out, timeout: float, stop: float) -> str:
             digest.update(chunk)
             out.write(chunk)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _dest_lock(dest: Path, stop: float, deadline: float):
-    """Hold an exclusive flock on ``.NAME.lock`` beside ``dest``; the file is removed afterwards.
-
-    It is removed while still locked, so a process that was waiting on it then finds the
-    name gone or pointing elsewhere and locks afresh: only one process ever holds the lock
-    of the current file.
-    """
-    if fcntl is None:
-        yield
-        return
-    lock_path = dest.parent / f".{dest.name}.lock"
-    while True:
-        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= stop:
-                        raise DataError(f"{dest}: another process has been downloading it for over "
-                                        f"{deadline:g} s (it holds {lock_path}); try again later") from None
-                    time.sleep(_LOCK_POLL)
-            try:
-                current = os.stat(lock_path)
-            except FileNotFoundError:
-                current = None
-            held = os.fstat(fd)
-            if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
-                break
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)  # the file was removed by the previous holder: lock the new one
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(lock_path)
-        os.close(fd)
-
-
-def _part_files(dest: str | os.PathLike) -> list[Path]:
-    """The temporary ``.NAME.XXXXXXXX.part`` files of ``dest`` (``atomic_write``'s names) beside it."""
-    dest = Path(dest)
-    prefix = f".{dest.name}."
-    parts = []
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        for entry in os.scandir(dest.parent):
-            middle = entry.name[len(prefix):-len(".part")]
-            if (entry.name.startswith(prefix) and entry.name.endswith(".part") and middle
-                    and "." not in middle and entry.is_file(follow_symlinks=False)):
-                parts.append(Path(entry.path))
-    return sorted(parts)
-
-
-def _remove_stale_parts(dest: Path) -> None:
-    """Remove the parts of ``dest`` left by killed downloads (called holding the lock of ``dest``)."""
-    now = time.time()
-    for part in _part_files(dest):
-        with contextlib.suppress(FileNotFoundError):
-            if fcntl is None and now - part.stat().st_mtime < STALE_PART_AGE:
-                continue  # without a lock, a recent part may belong to a live download
-            part.unlink()
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,21 +9,15 @@ locks the path so two runs never write one checkpoint.
 """
 import contextlib
 import json
-import os
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, so claim_checkpoint checks the path but cannot lock it
-    fcntl = None
-
 from xpnet.backends import backend_of, dtype_name
 from xpnet.errors import DataError, XpnetError
-from xpnet.files import atomic_write, check_writable, remove_stale_parts
+from xpnet.files import atomic_write, check_writable, exclusive_lock, remove_stale_parts
 
 FORMAT = "xpnet-checkpoint-1"
 _META = "__meta__"
@@ -83,7 +77,10 @@ def claim_checkpoint(path, *, resume=False, overwrite=False):
                          "checkpoint, --overwrite starts it over")
     check_writable(path, "checkpoint")
     path = Path(path)
-    with _locked(path):
+    def busy(pid):
+        return DataError(f"{path} is in use by another run (pid {pid}); wait for it to end or "
+                         "stop it, or choose another --checkpoint path")
+    with exclusive_lock(f"{path}.lock", busy):
         _check_existing(path, resume, overwrite)
         remove_stale_parts(path)
         yield path
@@ -108,62 +105,6 @@ def _check_existing(path, resume, overwrite):
         held = f" (epoch {epoch})" if type(epoch) is int else ""
         raise DataError(f"{path} already holds a checkpoint{held}; pass --resume to continue it "
                         "or --overwrite to start over")
-
-
-@contextlib.contextmanager
-def _locked(path):
-    """Hold an exclusive flock on `path`.lock (holding this process's pid, for the message a
-    second run gets); DataError when another run holds it. The lock file is removed on exit."""
-    if fcntl is None:
-        yield
-        return
-    lock = Path(f"{path}.lock")
-    while True:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise XpnetError(f"cannot lock checkpoint {path}: {lock}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _pid_in(fd)
-            os.close(fd)
-            raise DataError(f"{path} is in use by another run (pid {holder}); wait for it to end "
-                            f"or stop it, or choose another --checkpoint path") from None
-        except OSError as exc:
-            os.close(fd)
-            raise XpnetError(f"cannot lock checkpoint {path}: {exc.strerror or exc}") from None
-        if _same_file(fd, lock):
-            break
-        os.close(fd)  # its holder removed the lock file as we opened it: lock the next one
-    try:
-        with contextlib.suppress(OSError):  # the pid is for messages only
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        if _same_file(fd, lock):
-            with contextlib.suppress(OSError):
-                os.remove(lock)
-        os.close(fd)
-
-
-def _pid_in(fd):
-    """The pid written in an open lock file, or "unknown"."""
-    try:
-        text = os.pread(fd, 32, 0).decode().strip()
-    except (OSError, UnicodeDecodeError):
-        return "unknown"
-    return text if text.isdigit() else "unknown"
-
-
-def _same_file(fd, path):
-    """Whether `path` still names the file open as `fd`."""
-    try:
-        here, there = os.fstat(fd), os.stat(path)
-    except OSError:
-        return False
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _read_arrays(path, names=None):
