@@ -212,3 +212,22 @@ def test_an_experiment_with_an_unwritable_out_fails_before_running(capsys):
     status = main(["experiment", "weight-init-compare", "--quick", "--out", "/etc/passwd/x"])
     one_line_error(capsys, status, 2, "cannot create --out /etc/passwd/x")
     assert "time:" not in capsys.readouterr().out
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_checkpoint(tmp_path):
+    """The file size limit (RLIMIT_FSIZE) stands in for a full disk: writes past it fail."""
+    checkpoint = tmp_path / "c.npz"
+    assert main([*TRAIN, "--checkpoint", str(checkpoint)]) == 0
+    saved = checkpoint.read_bytes()
+    limit = ("import resource, signal, sys; from xpnet.cli import main; "
+             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+             f"resource.setrlimit(resource.RLIMIT_FSIZE, ({len(saved) // 2}, {len(saved) // 2})); "
+             "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", limit, *TRAIN, "--epochs", "2", "--checkpoint",
+                           str(checkpoint), "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"xpnet: error: cannot save checkpoint {checkpoint}: File too large; the previous one (if "
+        "any) is kept"]
+    assert checkpoint.read_bytes() == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]  # no .part, no lock left

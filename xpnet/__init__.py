@@ -9,9 +9,9 @@
     xpnet.available_backends()        # {"numpy": (True, "..."), "jax": (...), "torch": (...), ...}
 """
 from xpnet.backends import available_backends, get_backend
-from xpnet.errors import BackendError, DataError, XpnetError
+from xpnet.errors import BackendError, ConfigError, DataError, DivergedError, XpnetError
 
 __version__ = "0.1.0"
 
-__all__ = ["available_backends", "get_backend", "BackendError", "DataError", "XpnetError",
-           "__version__"]
+__all__ = ["available_backends", "get_backend", "BackendError", "ConfigError", "DataError",
+           "DivergedError", "XpnetError", "__version__"]

@@ -24,13 +24,18 @@ _META = "__meta__"
 
 
 def save_checkpoint(path, tree, meta):
-    """Write the arrays of `tree` (dicts, NamedTuples and arrays) and the JSON-able `meta`."""
+    """Write the arrays of `tree` (dicts, NamedTuples and arrays) and the JSON-able `meta`.
+    A failed write (a full disk...) raises XpnetError and leaves the previous checkpoint."""
     arrays = {}
     _flatten(tree, "", arrays)
     arrays = {name: backend_of(value).to_numpy(value) for name, value in arrays.items()}
     arrays[_META] = np.array(json.dumps({"format": FORMAT, **meta}))
-    with atomic_write(path, "wb") as f:
-        np.savez(f, allow_pickle=False, **arrays)
+    try:
+        with atomic_write(path, "wb") as f:
+            np.savez(f, allow_pickle=False, **arrays)
+    except OSError as exc:
+        raise XpnetError(f"cannot save checkpoint {path}: {exc.strerror or exc}; the previous "
+                         "one (if any) is kept") from None
 
 
 def load_checkpoint(path, template, backend, config=None):
