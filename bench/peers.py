@@ -106,9 +106,16 @@ def available(impl):
 def host_order(epoch, n, batch_size):
     """Epoch `epoch`'s batches as a NumPy array: the order xpnet's `fit` draws, for the peers."""
     from xpnet import get_backend
-    from xpnet.nn.training import batch_order
+    return _batch_order()(SEED, epoch, n, batch_size, get_backend("numpy"))
 
-    return batch_order(SEED, epoch, n, batch_size, get_backend("numpy"))
+
+def _batch_order():
+    """xpnet's batch_order: in nn.batching now, in nn.training in older checkouts (@baseline)."""
+    try:
+        from xpnet.nn.batching import batch_order
+    except ImportError:
+        from xpnet.nn.training import batch_order
+    return batch_order
 
 
 def load_data(dataset, limit):
@@ -127,7 +134,7 @@ class XpnetRun:
     def __init__(self, backend_name, spec, sizes, batch_size, x, t):
         from xpnet import get_backend
         from xpnet.nn import MultiLayerNet, make_optimizer
-        from xpnet.nn.training import (batch_order, compiled_epoch, initial_train_state,
+        from xpnet.nn.training import (compiled_epoch, initial_train_state,
                                        make_train_step, run_epoch)
 
         self.backend = backend = get_backend(backend_name)
@@ -136,7 +143,7 @@ class XpnetRun:
         optimizer = make_optimizer(spec["optimizer"], lr=spec["lr"])
         step = make_train_step(net.model, optimizer, backend, backend.key(SEED))
         self.x, self.t = net.to_device(x, t.astype(np.int32))
-        self.orders = [batch_order(SEED, e, len(x), batch_size, backend) for e in (1, 2)]
+        self.orders = [_batch_order()(SEED, e, len(x), batch_size, backend) for e in (1, 2)]
         self.state = initial_train_state(net, optimizer)
         start = time.perf_counter()
         if backend.compiles:

@@ -11,7 +11,8 @@ import pytest
 from xpnet import available_backends, get_backend
 from xpnet.nn import MultiLayerNetExtend
 from xpnet.nn.optimizers import Adam
-from xpnet.nn.training import batch_order, compiled_epoch, initial_train_state, make_train_step
+from xpnet.nn.batching import batch_order
+from xpnet.nn.training import compiled_epoch, initial_train_state, make_train_step
 
 jax = pytest.importorskip("jax") if available_backends()["jax"][0] else None
 pytestmark = pytest.mark.skipif(jax is None, reason="jax is not installed")

@@ -13,8 +13,8 @@ from xpnet.backends import BACKEND_NAMES
 from xpnet.cli import main
 from xpnet.data import load_dataset
 from xpnet.experiments import EXPERIMENTS
-from xpnet.experiments.helpers import group, iteration_orders, smooth, train_groups
-from xpnet.nn.training import epoch_orders
+from xpnet.experiments.helpers import group, smooth, train_groups
+from xpnet.nn.batching import epoch_orders, iteration_orders
 from xpnet.nn import MultiLayerNetExtend, make_optimizer
 from xpnet.nn.training import fit
 

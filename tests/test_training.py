@@ -9,7 +9,8 @@ from xpnet.backends import available_backends, dtype_name, get_backend
 from xpnet.errors import DataError
 from xpnet.nn import OPTIMIZERS, SGD, Adam, MultiLayerNet, MultiLayerNetExtend, TwoLayerNet, make_optimizer
 from xpnet.nn.checkpoint import _flatten, load_checkpoint, save_checkpoint
-from xpnet.nn.training import batch_order, fit, initial_train_state, make_train_step
+from xpnet.nn.batching import batch_order
+from xpnet.nn.training import fit, initial_train_state, make_train_step
 
 
 def needs(*names):
@@ -363,7 +364,7 @@ def test_every_backend_agrees_with_numpy_with_batchnorm_dropout_and_adam(backend
 @needs_jax
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_a_compiled_epoch_serves_new_learning_rates_and_decays_without_recompiling(name):
-    from xpnet.nn.training import batch_order, compiled_epoch, make_train_step
+    from xpnet.nn.training import compiled_epoch, make_train_step
 
     jax_backend = get_backend("jax")
     net = extend_net("jax")
@@ -414,7 +415,6 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
 
 
 def test_batch_orders_hold_each_sample_once_in_the_backends_index_dtype(backend):
-    from xpnet.nn.training import batch_order
 
     order = batch_order(3, 2, 1050, 100, backend)
     assert order.shape == (10, 100) and order.dtype == backend.index_dtype

@@ -49,7 +49,8 @@ from xpnet.files import exclusive_lock
 from xpnet.nn.models import MultiLayerNet
 from xpnet.nn.optimizers import SGD
 from xpnet.nn.stacked import keep_nets, stack, stacked_programs
-from xpnet.nn.training import epoch_orders, initial_train_state
+from xpnet.nn.batching import epoch_orders
+from xpnet.nn.training import initial_train_state
 
 STUDY_NAME = "xpnet-hyperparameter-search"
 LR_RANGE = (1e-6, 1e-2)             # the book's 10^U(-6, -2)

@@ -7,7 +7,7 @@ from xpnet.backends import get_backend
 from xpnet.experiments import experiment, save_result
 from xpnet.experiments.helpers import describe, figure, group, load_data, train_groups
 from xpnet.nn import MultiLayerNetExtend, SGD
-from xpnet.nn.training import epoch_orders
+from xpnet.nn.batching import epoch_orders
 
 
 @experiment("batchnorm")

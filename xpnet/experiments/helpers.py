@@ -7,10 +7,10 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from xpnet.backends import get_backend
 from xpnet.data import load_dataset
+from xpnet.nn.batching import iteration_orders
 from xpnet.nn.stacked import stack, stacked_programs
-from xpnet.nn.training import batch_order, initial_train_state
+from xpnet.nn.training import initial_train_state
 
 
 class Data(NamedTuple):
@@ -26,16 +26,6 @@ def load_data(dataset="auto", train_size=None):
     data = load_dataset(dataset)
     (x, t), test = data.arrays(normalize=True, flatten=True)
     return Data(data.name, data.description, (x[:train_size], t[:train_size]), test)
-
-
-def iteration_orders(seed, n, batch_size, iterations, chunk):
-    """Host indices (iterations // chunk, chunk, batch_size): `fit`'s shuffled epochs (see
-    `batch_order`) one after another, cut into chunks of `chunk` iterations."""
-    host, batches, epoch = get_backend("numpy"), [], 1
-    while sum(len(b) for b in batches) < iterations:
-        batches.append(batch_order(seed, epoch, n, batch_size, host))
-        epoch += 1
-    return np.concatenate(batches)[:iterations].reshape(-1, chunk, batch_size)
 
 
 class Group(NamedTuple):

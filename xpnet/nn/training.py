@@ -12,9 +12,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from xpnet.backends import backend_of, get_backend, namespace_of
+from xpnet.backends import backend_of, namespace_of
 from xpnet.checks import check_classification_data, check_int, check_seed
 from xpnet.errors import ConfigError, DataError, DivergedError
+from xpnet.nn.batching import batch_order
 from xpnet.nn.checkpoint import claim_checkpoint, load_checkpoint, save_checkpoint
 from xpnet.nn.numerical import model_numerical_gradient
 
@@ -86,23 +87,6 @@ def make_train_step(model, optimizer, backend, key, gradient="backprop"):
                               step=state.step + 1), loss
 
     return step
-
-
-def batch_order(seed, epoch, n, batch_size, backend):
-    """A device array (n // batch_size, batch_size) of sample indices: epoch `epoch`'s order.
-
-    Drawn from (seed, epoch) alone, so any epoch can be replayed; only full batches (the
-    n % batch_size samples a shuffle leaves over wait for the next epoch).
-    """
-    n_batches = n // batch_size
-    order = np.random.default_rng([seed, epoch]).permutation(n)[: n_batches * batch_size]
-    return backend.asarray(order.reshape(n_batches, batch_size), dtype=backend.index_dtype)
-
-
-def epoch_orders(seed, n, batch_size, epochs):
-    """Host indices (epochs, n // batch_size, batch_size): epoch e's order as `fit` draws it."""
-    host = get_backend("numpy")
-    return np.stack([batch_order(seed, e, n, batch_size, host) for e in range(1, epochs + 1)])
 
 
 def run_epoch(step, state, x, t, order, on_batch=None):
