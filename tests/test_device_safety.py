@@ -54,7 +54,7 @@ def test_structured_numerical_gradient_moves_a_few_arrays_per_layer(capfd, hidde
     and per Affine layer its four index arrays to the device (plus, on a GPU, the layer's input
     to the host); the forward pass, the chunks and the weight decay run as compiled programs."""
     from xpnet.nn import MultiLayerNet
-    from xpnet.nn.numerical import model_numerical_gradient
+    from xpnet.nn.structured_gradient import model_numerical_gradient
 
     backend = get_backend("jax")
     net = MultiLayerNet(20, hidden, 5, weight_decay_lambda=weight_decay, backend=backend, seed=0,

@@ -162,7 +162,7 @@ def test_weight_decay_adds_half_lambda_w_squared_to_the_loss(backend, dtype):
                          ids=["batchnorm", "dropout", "both"])
 def test_multi_layer_net_extend_backprop_matches_numerical(backend, use_batchnorm, use_dropout):
     """A fixed key gives backprop and every perturbed loss the same Dropout mask."""
-    from xpnet.nn.numerical import model_numerical_gradient
+    from xpnet.nn.structured_gradient import model_numerical_gradient
 
     x, t = small_batch(n=8)
     net = MultiLayerNetExtend(8, [6, 5], 4, activation="sigmoid", weight_init_std=0.5,

@@ -9,7 +9,7 @@ from xpnet.nn.functions import (
     step_function,
     sum_squared_error,
 )
-from xpnet.nn.gradient import gradient_descent, numerical_diff, numerical_gradient
+from xpnet.nn.central_differences import gradient_descent, numerical_diff, numerical_gradient
 from xpnet.nn.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
 from xpnet.nn.models import MultiLayerNet, MultiLayerNetExtend, Net, TwoLayerNet
 from xpnet.nn.network import Sequential

@@ -15,8 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 from xpnet.checks import check_int, check_number
-from xpnet.nn.gradient import H
-from xpnet.nn.numerical import model_numerical_gradient
+from xpnet.nn.central_differences import H
+from xpnet.nn.structured_gradient import model_numerical_gradient
 
 #: Relative tolerance per dtype. float64: central differences with h = 1e-4 are exact to about
 #: h² ≈ 1e-8 relative on smooth nets, and backprop differentiates −log y where the loss is

@@ -8,7 +8,7 @@ from xpnet.errors import ConfigError
 from xpnet.nn.init import affine_params, host_rng
 from xpnet.nn.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss, activation_layer
 from xpnet.nn.network import Sequential
-from xpnet.nn.numerical import DEFAULT_CHUNK_BYTES, model_numerical_gradient
+from xpnet.nn.structured_gradient import DEFAULT_CHUNK_BYTES, model_numerical_gradient
 
 
 class Net:
@@ -102,8 +102,9 @@ class Net:
         """Gradients of the training-mode loss by central differences (h = 1e-4), every parameter.
 
         The same numbers as the book's one-parameter-at-a-time loop, computed in bulk and only
-        where each perturbation changes something (see `xpnet.nn.numerical`); `chunk_bytes`
-        bounds the memory of one bulk step. All perturbed losses share one Dropout mask.
+        where each perturbation changes something (see `xpnet.nn.structured_gradient`);
+        `chunk_bytes` bounds the memory of one bulk step. All perturbed losses share one Dropout
+        mask.
         """
         x, t = self.to_device(x, t)
         return model_numerical_gradient(self.model, self.params, x, t, self.state, self.next_key(),

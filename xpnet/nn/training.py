@@ -17,7 +17,7 @@ from xpnet.checks import check_classification_data, check_int, check_seed
 from xpnet.errors import ConfigError, DataError, DivergedError
 from xpnet.nn.batching import batch_order
 from xpnet.nn.checkpoint import claim_checkpoint, load_checkpoint, save_checkpoint
-from xpnet.nn.numerical import model_numerical_gradient
+from xpnet.nn.structured_gradient import model_numerical_gradient
 
 #: How `fit` computes gradients: backprop (chapter 5) or central differences (chapter 4).
 GRADIENTS = ("backprop", "numerical")

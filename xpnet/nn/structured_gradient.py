@@ -28,7 +28,7 @@ import numpy as np
 
 from xpnet.backends import backend_of, device_of
 from xpnet.nn.functions import CROSS_ENTROPY_DELTA
-from xpnet.nn.gradient import H, numerical_gradient, vmapped_gradient
+from xpnet.nn.central_differences import H, numerical_gradient, vmapped_gradient
 from xpnet.nn.layers import Affine, SoftmaxWithLoss
 from xpnet.nn.network import Sequential
 

@@ -5,7 +5,7 @@ import pytest
 from tests.conftest import assert_close
 from xpnet.backends import backend_of, dtype_name
 from xpnet.nn import Affine, Relu, Sigmoid, SoftmaxWithLoss, Sequential, TwoLayerNet, numerical_gradient
-from xpnet.nn.numerical import (
+from xpnet.nn.structured_gradient import (
     _bucket as numerical_bucket,
     _distinct_perturbations,
     structured_numerical_gradient,
@@ -144,7 +144,7 @@ def test_jax_compiles_each_program_once_across_batches():
     """Batches differ in their numbers of non-zero inputs and distinct values; padded to a few
     sizes per octave, the forward pass and each Affine layer's program compile once for all."""
     import xpnet
-    from xpnet.nn import numerical
+    from xpnet.nn import structured_gradient as numerical
 
     if not xpnet.available_backends()["jax"][0]:
         pytest.skip("jax unavailable")
@@ -175,7 +175,7 @@ def test_jax_computes_other_nets_gradients_in_one_program_compiled_once():
     (training steps), with the numbers of `numerical_gradient` on each array in turn."""
     import xpnet
     from xpnet.nn import MultiLayerNetExtend
-    from xpnet.nn.numerical import _VECTORIZED, model_numerical_gradient
+    from xpnet.nn.structured_gradient import _VECTORIZED, model_numerical_gradient
 
     if not xpnet.available_backends()["jax"][0]:
         pytest.skip("jax unavailable")

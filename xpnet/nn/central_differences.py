@@ -21,7 +21,8 @@ def numerical_gradient(f, x, h=H, chunk_size=256):
     `lambda W: net.loss(x, t)`) still works. JAX arrays cannot be changed in place: there `f`
     receives perturbed copies and must use its argument; `chunk_size` of them are evaluated at
     once with `jax.vmap` (falling back to one at a time when `f` cannot be traced).
-    For a whole network, `net.numerical_gradient(x, t)` is much faster (`xpnet.nn.numerical`).
+    For a whole network, `net.numerical_gradient(x, t)` is much faster
+    (`xpnet.nn.structured_gradient`).
     """
     x = backend_of(x).xp.asarray(x)
     return _gradient_function(f, x, h, chunk_size)(x)
