@@ -57,7 +57,7 @@ gpu-check:
 # On a CPU machine: what the GPU machine lacks (array-api-compat, the 5k digits, Optuna, a full-size
 # data set when present) into bench/gpu-kit, which is git-ignored: carry it with the working tree.
 gpu-check-prepare: install bench-data
-	$(PY) bench/gpu_check.py prepare
+	$(PY) bench/gpu_kit.py
 
 # Before/after in one run: the epoch suite on this tree and, as IMPL@baseline, on a git worktree
 # of BASE (kept in /tmp for the next run), then bench/results/compare.{json,md,png}.

@@ -12,4 +12,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${1:-python3}"
 command -v "$PYTHON" >/dev/null || { echo "gpu_check: no Python interpreter '$PYTHON'" >&2; exit 2; }
-exec "$PYTHON" "$ROOT/bench/gpu_check.py" run --out "${OUT:-$ROOT/bench/results/gpu}"
+exec "$PYTHON" "$ROOT/bench/gpu_check.py" --out "${OUT:-$ROOT/bench/results/gpu}"

