@@ -236,6 +236,6 @@ def _host(data):
     """`data` (a NumPy array, Python value, or another library's CPU array) as host data."""
     if isinstance(data, (np.ndarray, np.generic, int, float, bool, list, tuple)):
         return data
-    from xpnet.backends import backend_of  # an array of another backend: through its host copy
+    from xpnet.backends.registry import backend_of  # another backend's array: its host copy
 
     return backend_of(data).to_numpy(data)
