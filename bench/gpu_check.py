@@ -59,8 +59,9 @@ def steps(gpu, tmp):
         {"XPNET_BENCH_QUICK": "1", "XPNET_BENCH_ROUNDS": "1",
          "XPNET_BENCH_IMPLS": "xpnet-numpy,xpnet-jax,xpnet-torch,torch-cpu"}
     backends = ",".join(GPU_BACKENDS) if gpu else "jax,torch"
-    # on the GPU every test but this check's own (whose dry run and kit need the CPU machine)
-    tests = ["tests", "--ignore=tests/test_gpu_check.py"] if gpu else [
+    # on the GPU every test but this check's own (its dry run and kit need the CPU machine) and
+    # the docs' (their examples run on numpy)
+    tests = ["tests", "--ignore=tests/test_gpu_check.py", "--ignore=tests/test_docs.py"] if gpu else [
         "tests/test_device_safety.py", "tests/test_training.py",
         "-k", "device_safety or agrees_with_numpy"]
     if importlib.util.find_spec("xdist"):  # pytest-xdist, where there is one: the GPU machine's
