@@ -28,7 +28,8 @@ def manifest(kit=KIT):
 
 def prepare(kit):
     """Fill `kit` with what the GPU machine lacks; returns the exit status."""
-    from xpnet.data.datasets import IDX_FILES, SYSTEM_FASHION_MNIST_DIR, default_data_dir
+    from xpnet.data.datasets import IDX_FILES, SYSTEM_FASHION_MNIST_DIR
+    from xpnet.data.folders import default_data_dir
 
     if kit.exists() and any(kit.iterdir()) and not (kit / "MANIFEST.json").is_file():
         print(f"gpu-check-prepare: {kit} holds files but no kit (no MANIFEST.json); "

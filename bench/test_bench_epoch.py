@@ -21,7 +21,8 @@ import time
 import pytest
 
 from xpnet.data import resolve_dataset
-from xpnet.data.datasets import IDX_FILES, SYSTEM_FASHION_MNIST_DIR, default_data_dir
+from xpnet.data.datasets import IDX_FILES, SYSTEM_FASHION_MNIST_DIR
+from xpnet.data.folders import default_data_dir
 
 from impls import BASELINE_IMPLS, BASELINE_VAR, CPU_IMPLS, GPU_IMPLS, MODELS
 from peers import Worker, available

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from xpnet.data.download import download, download_deadline, sha256_of
+from xpnet.data.folders import check_folder, data_dir_label, data_dir_path, file_kind
 from xpnet.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, parse_idx
 from xpnet.errors import DataError
 
@@ -93,31 +94,12 @@ class Dataset(NamedTuple):
         return (images(self.x_train), labels(self.t_train)), (images(self.x_test), labels(self.t_test))
 
 
-def default_data_dir() -> Path:
-    """Where downloads live: ``$XPNET_DATA``, else ``$XDG_CACHE_HOME/xpnet``, else ``~/.cache/xpnet``."""
-    if os.environ.get("XPNET_DATA"):
-        return _expand(os.environ["XPNET_DATA"], f"XPNET_DATA={os.environ['XPNET_DATA']}")
-    cache = os.environ.get("XDG_CACHE_HOME")
-    if cache:
-        return _expand(cache, f"XDG_CACHE_HOME={cache}") / "xpnet"
-    return _expand("~/.cache", "the default data folder ~/.cache/xpnet") / "xpnet"
-
-
-def _expand(path: str | os.PathLike, label: str) -> Path:
-    """``path`` with ``~`` expanded; a ``~`` that cannot be expanded is a DataError starting with ``label``."""
-    try:
-        return Path(path).expanduser()
-    except RuntimeError:  # ~nosuchuser, or no $HOME and no passwd entry
-        raise DataError(f"{label}: cannot expand '~' (no such user, or no home directory); "
-                        f"give a full path, or set XPNET_DATA to a folder") from None
-
-
 def resolve_dataset(name: str, data_dir: str | os.PathLike | None = None) -> str:
     """Check a data set name; ``"auto"`` means ``"mnist"`` when its files are present, else ``"mnist-5k"``."""
     if name == "auto":
-        root = _data_dir(data_dir)
+        root = data_dir_path(data_dir)
         folder = root / "mnist"
-        if not (_check_folder(root, _data_dir_label(data_dir, root)) and _check_folder(folder, str(folder))):
+        if not (check_folder(root, data_dir_label(data_dir, root)) and check_folder(folder, str(folder))):
             return "mnist-5k"  # nothing downloaded yet
         return "mnist" if all((folder / f).is_file() for f in IDX_FILES) else "mnist-5k"
     if name not in DATASETS:
@@ -129,9 +111,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     """Load a data set by name (see ``DATASETS``; ``"auto"`` is resolved first)."""
     name = resolve_dataset(name, data_dir)
     if name in ("mnist", "fashion-mnist"):
-        root = _data_dir(data_dir)
+        root = data_dir_path(data_dir)
         load = _load_mnist_files if name == "mnist" else _load_fashion_mnist
-        return load(root, _data_dir_label(data_dir, root))
+        return load(root, data_dir_label(data_dir, root))
     if name == "mnist-5k":
         return _load_mnist_5k()
     return _make_synthetic()
@@ -155,52 +137,6 @@ def load_mnist(
 # --- mnist and fashion-mnist (IDX files) -------------------------------------
 
 
-def _data_dir(data_dir: str | os.PathLike | None) -> Path:
-    return default_data_dir() if data_dir is None else _expand(data_dir, f"data_dir={data_dir}")
-
-
-def _data_dir_label(data_dir: str | os.PathLike | None, root: Path) -> str:
-    """How error messages name the data folder: by the setting it came from."""
-    if data_dir is not None:
-        return f"data_dir={data_dir}"
-    if os.environ.get("XPNET_DATA"):
-        return f"XPNET_DATA={os.environ['XPNET_DATA']}"
-    return f"the data folder {root}"
-
-
-def _check_folder(path: Path, label: str) -> bool:
-    """True when ``path`` is a readable folder, False when it does not exist (yet).
-
-    Anything else (a file, a path under a file, a folder that cannot be read or searched)
-    is a DataError that starts with ``label``.
-    """
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return False
-    except NotADirectoryError:
-        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
-        where = "" if blocker is None else f": {blocker} is a {'file' if blocker.is_file() else 'non-folder'}"
-        raise DataError(f"{label} is not a directory{where}") from None
-    except OSError as exc:  # EACCES on a folder above it, ELOOP, ...
-        raise DataError(f"{label} cannot be reached ({exc.strerror or exc})") from None
-    if not stat.S_ISDIR(mode):
-        raise DataError(f"{label} is not a directory (it is a {_kind(mode)})")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise DataError(f"{label} cannot be read (permission denied on the folder {path})")
-    return True
-
-
-def _kind(mode: int) -> str:
-    """A word for what a path that should be a folder or a regular file is."""
-    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISREG, "file"), (stat.S_ISFIFO, "named pipe"),
-             (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
-    for test, word in kinds:
-        if test(mode):
-            return word
-    return "special file"
-
-
 def _mirrors(env_var: str, defaults: tuple[str, ...]) -> tuple[str, ...]:
     """The base URLs to try; the environment variable replaces the list with one URL."""
     override = os.environ.get(env_var)
@@ -209,7 +145,7 @@ def _mirrors(env_var: str, defaults: tuple[str, ...]) -> tuple[str, ...]:
 
 def _load_mnist_files(data_dir: Path, label: str) -> Dataset:
     folder = data_dir / "mnist"
-    _check_folder(data_dir, label)
+    check_folder(data_dir, label)
     _fetch_missing(folder, MNIST_SHA256, _mirrors("XPNET_MNIST_URL", MNIST_MIRRORS), "MNIST")
     return _load_idx_dataset("mnist", "MNIST", folder, MNIST_SHA256)
 
@@ -219,7 +155,7 @@ def _load_fashion_mnist(data_dir: Path, label: str) -> Dataset:
         folder = SYSTEM_FASHION_MNIST_DIR
     else:
         folder = data_dir / "fashion-mnist"
-        _check_folder(data_dir, label)
+        check_folder(data_dir, label)
         mirrors = _mirrors("XPNET_FASHION_MNIST_URL", FASHION_MNIST_MIRRORS)
         _fetch_missing(folder, FASHION_MNIST_SHA256, mirrors, "Fashion-MNIST")
     return _load_idx_dataset("fashion-mnist", "Fashion-MNIST", folder, FASHION_MNIST_SHA256)
@@ -227,7 +163,7 @@ def _load_fashion_mnist(data_dir: Path, label: str) -> Dataset:
 
 def _fetch_missing(folder: Path, checksums: dict[str, str], mirrors: tuple[str, ...], title: str) -> None:
     """Download the files of ``folder`` that are not there yet, trying each mirror in order."""
-    if not _check_folder(folder, str(folder)):
+    if not check_folder(folder, str(folder)):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -244,7 +180,7 @@ def _fetch_missing(folder: Path, checksums: dict[str, str], mirrors: tuple[str, 
         except OSError as exc:
             raise DataError(f"{path}: cannot read file ({exc.strerror or exc})") from None
         if not stat.S_ISREG(mode):
-            raise DataError(f"{path} is a {_kind(mode)}, not an IDX file; remove it, then run again "
+            raise DataError(f"{path} is a {file_kind(mode)}, not an IDX file; remove it, then run again "
                             f"to download the file, or put the real file there")
     if missing and not os.access(folder, os.W_OK):
         raise DataError(f"{title} files missing from {folder} ({', '.join(missing)}) and the folder is not "
