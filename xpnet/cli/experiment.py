@@ -1,0 +1,80 @@
+"""`xpnet experiment`: one of the book's chapter-6 comparisons, its numbers and figure saved."""
+import argparse
+import time
+from pathlib import Path
+
+from xpnet.backends import get_backend
+from xpnet.cli.options import add_data_args, positive_int
+from xpnet.errors import XpnetError
+from xpnet.files import check_writable
+
+
+def add_parser(commands):
+    run = commands.add_parser(
+        "experiment", help="run one of the book's chapter-6 experiments; save its numbers and plot",
+        description="Run one of the book's chapter-6 comparisons and save <out>/NAME.json (the "
+                    "numbers) and <out>/NAME.png (the figure); print what it found.")
+    # the registry is imported when an experiment runs, not at every start of `xpnet`
+    run.add_argument("name", nargs="?", metavar="NAME", help="the experiment (see --list)")
+    run.add_argument("--list", action="store_true", help="list the experiments and exit")
+    add_data_args(run)
+    run.add_argument("--out", default=".", metavar="DIR", help="where to save NAME.json and NAME.png "
+                                                               "(default: the current directory)")
+    run.add_argument("--quick", action="store_true", help="a smaller run of a few seconds (fewer "
+                                                          "iterations, epochs or weight scales)")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="show a progress bar (default: when stderr is a terminal)")
+    search = run.add_argument_group("hyperparameter-search options")
+    search.add_argument("--trials", type=positive_int, help="trials in the study (default: 100)")
+    search.add_argument("--epochs", type=positive_int, help="epochs per trial (default: 50)")
+    search.add_argument("--executor", choices=("sequential", "processes", "dask", "vmap"),
+                        help="where trials run (default: local processes; vmap: all trials as "
+                             "one compiled program, jax only)")
+    search.add_argument("--sampler", choices=("random", "tpe"),
+                        help="random: the book's method (default); tpe: Bayesian optimisation")
+    search.add_argument("--dask", dest="dask_address", metavar="ADDRESS",
+                        help="run the trials on the Dask cluster at ADDRESS (tcp://host:8786)")
+    run.set_defaults(run=run_experiment)
+
+
+def run_experiment(args):
+    import time
+
+    from xpnet.data import resolve_dataset
+    from xpnet.experiments import EXPERIMENTS
+
+    if args.list:
+        for name, fn in EXPERIMENTS.items():
+            print(f"{name:<24}{(fn.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if args.name is None:
+        raise XpnetError("give an experiment NAME (xpnet experiment --list shows them)")
+    if args.name not in EXPERIMENTS:
+        raise XpnetError(f"unknown experiment {args.name!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    options = {k: getattr(args, k) for k in ("trials", "epochs", "executor", "sampler", "dask_address")
+               if getattr(args, k) is not None}
+    if options and args.name != "hyperparameter-search":
+        raise XpnetError(f"--{next(iter(options)).replace('_address', '')} is an option of "
+                         "hyperparameter-search only")
+    # a bad backend, device, data set or output folder fails before anything runs
+    backend = get_backend(args.backend, args.device)
+    dataset = resolve_dataset(args.dataset)
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise XpnetError(f"cannot create --out {args.out}: {exc.strerror or exc}") from None
+    for suffix in (".json", ".png"):
+        check_writable(Path(args.out) / f"{args.name}{suffix}", "--out")
+    print(f"experiment {args.name} on {backend.name} ({backend.device_name})"
+          f"{' (quick)' if args.quick else ''}")
+    started = time.perf_counter()
+    result = EXPERIMENTS[args.name](backend=backend, dataset=dataset, out_dir=args.out,
+                                    quick=args.quick, seed=args.seed, progress=args.progress,
+                                    **options)
+    if result.numbers.get("dataset_description"):  # the experiments that train on data
+        auto = " (auto: the MNIST files are not present)" if args.dataset == "auto" and dataset != "mnist" else ""
+        print(f"dataset: {result.numbers['dataset_description']}{auto}")
+    print(result.summary)
+    print(f"time: {time.perf_counter() - started:.2f} s")
+    print(f"saved: {result.json}\n       {result.png}")
+    return 0

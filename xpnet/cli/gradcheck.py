@@ -1,0 +1,56 @@
+"""`xpnet gradcheck`: one batch's gradient by backprop, by central differences and (on JAX) by
+jax.grad, compared."""
+
+from xpnet.cli.options import add_data_args, add_model_args, build_net, load_data, positive_int
+from xpnet.errors import XpnetError
+
+
+def add_parser(commands):
+    check = commands.add_parser(
+        "gradcheck", help="compare backprop with numerical gradients (and jax.grad on jax)",
+        description="Compute the gradient of one batch by backprop, by central differences and "
+                    "(on jax) by jax.grad; print the max absolute and relative error of each per "
+                    "parameter and the time of each method. Exit status 1 if an error exceeds "
+                    "the tolerance. Relative error: max |g - g_backprop| / max |g_backprop|.")
+    add_data_args(check)
+    add_model_args(check, smooth=True)
+    check.add_argument("--batch-size", type=positive_int, default=100)
+    check.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    check.add_argument("--tolerance", type=float, default=None,
+                       help="relative error accepted on top of the loss's rounding (default: 1e-5 "
+                            "for float64, 1e-2 for float32)")
+    check.set_defaults(run=run)
+
+
+def run(args):
+    backend, _, data = load_data(args)
+    from xpnet.nn.gradcheck import gradient_check
+
+    (x_train, t_train), _ = data.arrays(normalize=True, flatten=True)
+    if args.batch_size > len(x_train):
+        raise XpnetError(f"--batch-size {args.batch_size} is larger than the training set ({len(x_train)})")
+    net, description = build_net(args, x_train.shape[1], backend, args.dtype)
+    x, t = x_train[:args.batch_size], t_train[:args.batch_size]
+    print(f"model: {description}, {args.dtype}, the first {args.batch_size} training images")
+    result = gradient_check(net, x, t, tolerance=args.tolerance)
+
+    methods = list(dict.fromkeys(e.method for e in result.errors))
+    print(f"\n{'param':<8}{'shape':<12}" + "".join(f"{m + ' max abs':>20}{'max rel':>10}" for m in methods))
+    for name, value in net.params.items():
+        cells = {e.method: e for e in result.errors if e.name == name}
+        print(f"{name:<8}{str(tuple(value.shape)):<12}"
+              + "".join(f"{cells[m].max_abs:>20.2e}{cells[m].max_rel:>10.2e}" for m in methods))
+    backprop = result.seconds["backprop"]
+    print("\ntime of one gradient (median of 3, after a first call that compiles on jax):")
+    for method, seconds in result.seconds.items():
+        ratio = "" if method == "backprop" else f"  = {seconds / backprop:,.1f} × backprop"
+        print(f"  {method:<10}{seconds * 1e3:>12.3f} ms{ratio}")
+    worst = max(result.errors, key=lambda e: e.max_rel)
+    print(f"\n{'OK' if result.passed else 'FAILED'}: largest max rel {worst.max_rel:.2e} "
+          f"({worst.method}, {worst.name}); accepted: max abs <= {result.tolerance:.0e} x max|backprop|"
+          f" + {result.rounding:.1e} (the loss's rounding / 2h)")
+    if not result.passed and "relu" in description:
+        print("note: ReLU has a kink at 0. Where a perturbation of ±1e-4 moves a pre-activation "
+              "across it, the central difference is not the derivative. Try --activation sigmoid "
+              "or a smaller --batch-size.")
+    return 0 if result.passed else 1
