@@ -89,12 +89,21 @@ def test_registry_holds_the_book_experiments_with_one_signature():
         assert list(params)[:6] == ["backend", "dataset", "out_dir", "quick", "seed", "progress"]
 
 
-def test_hyperparameter_search_plugs_in_when_xpnet_search_provides_it():
-    try:
-        from xpnet.search import hyperparameter_search_experiment
-    except ImportError as exc:
-        pytest.skip(f"xpnet.search does not provide it: {exc}")
+def test_hyperparameter_search_is_the_last_experiment():
+    from xpnet.experiments.search import hyperparameter_search_experiment
+
+    assert list(EXPERIMENTS)[-1] == "hyperparameter-search"
     assert EXPERIMENTS["hyperparameter-search"] is hyperparameter_search_experiment
+    params = inspect.signature(hyperparameter_search_experiment).parameters
+    assert {"trials", "epochs", "executor", "sampler", "dask_address"} <= set(params)
+
+
+def test_the_search_never_imports_the_experiments():
+    """The experiments import the search (their last one runs it), never the reverse."""
+    code = "import sys, xpnet.search; print(sorted(m for m in sys.modules if 'experiments' in m))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @runs_of(*BOOK_EXPERIMENTS)

@@ -17,8 +17,9 @@ import pytest
 
 from xpnet.backends import available_backends
 from xpnet.errors import XpnetError
+from xpnet.experiments.search import hyperparameter_search_experiment
 from xpnet.search import (DaskExecutor, LR_RANGE, WEIGHT_DECAY_RANGE, hyperparameter_search,
-                          hyperparameter_search_experiment, prune_rule, run_trial, run_trials)
+                          prune_rule, run_trial, run_trials)
 
 TRIALS, EPOCHS = 6, 4  # W = 2: trials are pruned after their second epoch
 

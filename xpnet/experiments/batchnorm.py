@@ -1,26 +1,21 @@
 """Chapter 6.3: Batch Normalization makes training fast and indifferent to the initial weights."""
-import time
-
 import numpy as np
 
-from xpnet.backends import get_backend
-from xpnet.experiments import experiment, save_result
-from xpnet.experiments.helpers import describe, figure, group, load_data, train_groups
+from xpnet.experiments.helpers import figure, group, train_groups
+from xpnet.experiments.registry import experiment
 from xpnet.nn import MultiLayerNetExtend, SGD
 from xpnet.nn.batching import epoch_orders
 
 
-@experiment("batchnorm")
-def batchnorm(backend=None, dataset="auto", out_dir=".", quick=False, seed=0, progress=None):
+@experiment("batchnorm", data=True, train_size=1000)
+def batchnorm(run):
     """Figure 6-19: training accuracy with and without BatchNorm for 16 initial weight scales.
 
     MultiLayerNetExtend 784-100×5-10 (ReLU), initial weight stds logspace(0, -4), on the first 1,000 training images, SGD lr 0.01,
     batches of 100, 20 epochs (quick: 4 stds, 10 epochs); the training accuracy per epoch.
     All 32 nets train in one program on JAX, on the same batches."""
-    started = time.perf_counter()
-    backend = get_backend(backend)
-    data = load_data(dataset, train_size=1000)
-    scales, epochs = (np.logspace(0, -4, 4), 10) if quick else (np.logspace(0, -4, 16), 20)
+    backend, data, seed, progress = run.backend, run.data, run.seed, run.progress
+    scales, epochs = (np.logspace(0, -4, 4), 10) if run.quick else (np.logspace(0, -4, 16), 20)
 
     def nets(use_batchnorm):
         return [MultiLayerNetExtend(784, [100] * 5, 10, weight_init_std=float(w),
@@ -53,11 +48,11 @@ def batchnorm(backend=None, dataset="auto", out_dir=".", quick=False, seed=0, pr
         ["final training accuracy, with BatchNorm / without, by initial weight std:"]
         + [f"  std {w:8.2g}:  {a[-1]:.3f} / {b[-1]:.3f}" for w, a, b in zip(scales, bn, plain)]
         + [f"  mean over the stds: {bn[:, -1].mean():.3f} with BatchNorm, {plain[:, -1].mean():.3f} without"])
-    numbers = {**describe(backend, data, quick, seed, model="MultiLayerNetExtend(784, [100]*5, 10, relu)",
-                          optimizer="SGD(lr=0.01)", batch_size=100, train_size=len(data.train[1])),
+    numbers = {**run.describe(model="MultiLayerNetExtend(784, [100]*5, 10, relu)",
+                              optimizer="SGD(lr=0.01)", batch_size=100, train_size=len(data.train[1])),
                "epochs": epochs, "weight_init_stds": scales.tolist(),
                "accuracy_index": "0: before training, e: after epoch e",
                "train_accuracy": {"batchnorm": bn.tolist(), "plain": plain.tolist()},
                "mean_final_train_accuracy": {"batchnorm": float(bn[:, -1].mean()),
                                              "plain": float(plain[:, -1].mean())}}
-    return save_result("batchnorm", summary, numbers, fig, out_dir, started)
+    return summary, numbers, fig

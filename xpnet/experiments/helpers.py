@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from xpnet.data import load_dataset
 from xpnet.nn.batching import iteration_orders
-from xpnet.nn.stacked import stack, stacked_programs
+from xpnet.nn.stacked import stack, stacked_programs, train_stacked
 from xpnet.nn.training import initial_train_state
 
 
@@ -56,14 +56,14 @@ class Trained(NamedTuple):
 def train_groups(backend, groups, x, t, orders, evals=(), seed=0, progress=None, desc="training"):
     """Train every net of every group on the same batches: chunk c runs the steps of the index
     array `orders[c]` (an epoch, or a block of iterations), then counts right answers on each
-    (x, t) of `evals`. The data goes to the device once; on JAX a chunk for all nets is one
-    compiled program (see `stacked_programs`), compiled once.
+    (x, t) of `evals` (`train_stacked`). The data goes to the device once; on JAX a chunk for all
+    nets is one compiled program (see `stacked_programs`), compiled once.
     """
     x, t = backend.asarray(x, "float32"), backend.asarray(t)
     evals = [(backend.asarray(ex, "float32"), backend.asarray(et)) for ex, et in evals]
     orders_device = backend.asarray(np.asarray(orders), dtype=backend.index_dtype)
-    run, count = (backend.jit(fn) for fn in
-                  stacked_programs(backend, [(g.model, g.optimizer) for g in groups], seed))
+    chunk, count = (backend.jit(fn) for fn in
+                    stacked_programs(backend, [(g.model, g.optimizer) for g in groups], seed))
 
     def host(per_group):  # a list of device arrays -> host arrays
         return [np.asarray(backend.to_numpy(a)) for a in per_group]
@@ -72,13 +72,15 @@ def train_groups(backend, groups, x, t, orders, evals=(), seed=0, progress=None,
     counts, losses = [host(count(states, evals))], []
     bar = tqdm(total=orders.shape[0] * orders.shape[1], unit="step", desc=desc, file=sys.stderr,
                disable=None if progress is None else not progress, leave=False, dynamic_ncols=True)
+
+    def after(c, chunk_losses, chunk_counts):
+        losses.append(host(chunk_losses))
+        counts.append(host(chunk_counts))
+        bar.update(orders.shape[1])
+
     # the book's unstable settings (weights of std 1) overflow to inf/NaN: that is their finding
     with bar, np.errstate(over="ignore", invalid="ignore"):
-        for c in range(orders.shape[0]):
-            states, chunk_losses, chunk_counts = run(states, x, t, orders_device, c, evals)
-            losses.append(host(chunk_losses))
-            counts.append(host(chunk_counts))
-            bar.update(orders.shape[1])
+        train_stacked(backend, chunk, states, x, t, orders_device, evals, after)
     return Trained([np.concatenate([part[g] for part in losses]).T for g in range(len(groups))],
                    [np.stack([part[g] for part in counts], axis=1) for g in range(len(groups))])
 
@@ -118,18 +120,18 @@ def describe(backend, data, quick, seed, **settings):
             "seed": seed, **settings}
 
 
-def loss_curves(backend, data, groups, labels, iterations, batch_size, seed, progress, desc):
+def loss_curves(run, groups, labels, iterations, batch_size, desc):
     """The book's iteration-based comparisons: train `groups` (one net per label, in order) for
-    `iterations` mini-batches of `batch_size`, the same batches for all, from `data.train`.
+    `iterations` mini-batches of `batch_size`, the same batches for all, from `run.data.train`.
 
     Returns (numbers, figure): every net's mini-batch losses, their moving average (window
     iterations/20) and the test accuracy every 100 iterations; the figure shows the smoothed
     losses, as the book plots them.
     """
-    chunk = min(100, iterations)
-    orders = iteration_orders(seed, len(data.train[0]), batch_size, iterations, chunk)
-    trained = train_groups(backend, groups, *data.train, orders, evals=[data.test], seed=seed,
-                           progress=progress, desc=desc)
+    data, chunk = run.data, min(100, iterations)
+    orders = iteration_orders(run.seed, len(data.train[0]), batch_size, iterations, chunk)
+    trained = train_groups(run.backend, groups, *data.train, orders, evals=[data.test],
+                           seed=run.seed, progress=run.progress, desc=desc)
     losses = np.concatenate(trained.losses)
     accuracy = np.concatenate(trained.counts)[:, :, 0] / len(data.test[1])
     window = max(1, iterations // 20)

@@ -1,11 +1,8 @@
 """Chapter 6.1: how SGD, Momentum, AdaGrad, RMSprop and Adam move, on a toy function and on MNIST."""
-import time
-
 import numpy as np
 
-from xpnet.backends import get_backend
-from xpnet.experiments import experiment, save_result
-from xpnet.experiments.helpers import describe, figure, group, jsonable, load_data, loss_curves
+from xpnet.experiments.helpers import figure, group, jsonable, loss_curves
+from xpnet.experiments.registry import experiment
 from xpnet.nn import MultiLayerNet, make_optimizer
 
 #: The book's learning rates for f(x, y) = x²/20 + y²; RMSprop is not in the book's figure: with
@@ -38,18 +35,16 @@ def optimizer_path(optimizer, backend, steps=PATH_STEPS, start=PATH_START):
 
 
 @experiment("optimizer-paths")
-def optimizer_paths(backend=None, dataset="auto", out_dir=".", quick=False, seed=0, progress=None):
+def optimizer_paths(run):
     """Figure 6-8: the paths of SGD, Momentum, AdaGrad, RMSprop and Adam on x²/20 + y².
 
     30 steps of each from (-7, 2) with the book's learning rates (RMSprop's: see
     PATH_OPTIMIZERS). SGD zig-zags across the narrow y direction while crawling along x; the
     others take straighter paths. Tiny, so quick and full are the same; no data set is used."""
-    started = time.perf_counter()
-    backend = get_backend(backend)
     paths, lines = {}, []
     for name, lr in PATH_OPTIMIZERS.items():
         optimizer = make_optimizer(name, lr=lr)
-        path = optimizer_path(optimizer, backend)
+        path = optimizer_path(optimizer, run.backend)
         y_sign_changes = int(np.count_nonzero(np.diff(np.sign(path[:, 1])) != 0))
         paths[type(optimizer).__name__] = {
             "optimizer": repr(optimizer), "lr": lr, "path": jsonable(path),
@@ -83,33 +78,31 @@ def optimizer_paths(backend=None, dataset="auto", out_dir=".", quick=False, seed
 
     summary = (f"{PATH_STEPS} steps on f(x, y) = x²/20 + y² from {PATH_START} (minimum at (0, 0)):\n"
                + "\n".join(lines))
-    numbers = {**describe(backend, None, quick, seed), "function": "x**2/20 + y**2",
-               "start": list(PATH_START), "steps": PATH_STEPS, "paths": paths}
-    return save_result("optimizer-paths", summary, numbers, fig, out_dir, started)
+    numbers = {**run.describe(), "function": "x**2/20 + y**2", "start": list(PATH_START),
+               "steps": PATH_STEPS, "paths": paths}
+    return summary, numbers, fig
 
 
-@experiment("optimizer-compare")
-def optimizer_compare(backend=None, dataset="auto", out_dir=".", quick=False, seed=0, progress=None):
+@experiment("optimizer-compare", data=True)
+def optimizer_compare(run):
     """Figure 6-9: the five optimizers training a 4×100 ReLU net on digits; SGD is slowest.
 
     MultiLayerNet 784-100×4-10 (ReLU, He) trained by each optimizer at the classes' default
     hyperparameters (the book's), from the same initial weights on the same batches of 128, for
     2,000 iterations (quick: 200)."""
-    started = time.perf_counter()
-    backend = get_backend(backend)
-    data = load_data(dataset)
-    iterations = 200 if quick else 2000
-    net = MultiLayerNet(784, [100] * 4, 10, backend=backend, seed=seed)
+    iterations = 200 if run.quick else 2000
+    net = MultiLayerNet(784, [100] * 4, 10, backend=run.backend, seed=run.seed)
     optimizers = [make_optimizer(name) for name in ("sgd", "momentum", "adagrad", "rmsprop", "adam")]
     labels = [type(o).__name__ for o in optimizers]
-    numbers, fig = loss_curves(backend, data, [group([net], o) for o in optimizers], labels,
-                               iterations, 128, seed, progress, f"optimizer-compare on {backend.name}")
-    fig.axes[0].set_title(f"MultiLayerNet 784-100×4-10 (ReLU, He) on {data.name}, batch 128")
+    numbers, fig = loss_curves(run, [group([net], o) for o in optimizers], labels, iterations,
+                               128, f"optimizer-compare on {run.backend.name}")
+    fig.axes[0].set_title(f"MultiLayerNet 784-100×4-10 (ReLU, He) on {run.data.name}, batch 128")
     curves = numbers["curves"]
     summary = "\n".join(
         [f"final training loss (moving average) after {iterations} iterations, and test accuracy:"]
         + [f"  {repr(o):<42} {curves[label]['final_smoothed_loss']:.4f}   "
            f"{curves[label]['final_test_accuracy']:.4f}" for o, label in zip(optimizers, labels)])
-    numbers = {**describe(backend, data, quick, seed, model="MultiLayerNet(784, [100]*4, 10, relu, he)",
-                          optimizers={label: repr(o) for o, label in zip(optimizers, labels)}), **numbers}
-    return save_result("optimizer-compare", summary, numbers, fig, out_dir, started)
+    numbers = {**run.describe(model="MultiLayerNet(784, [100]*4, 10, relu, he)",
+                              optimizers={label: repr(o) for o, label in zip(optimizers, labels)}),
+               **numbers}
+    return summary, numbers, fig

@@ -1,11 +1,8 @@
 """Chapter 6.2: why the scale of the initial weights matters, before and during training."""
-import time
-
 import numpy as np
 
-from xpnet.backends import get_backend
-from xpnet.experiments import experiment, save_result
-from xpnet.experiments.helpers import describe, figure, group, jsonable, load_data, loss_curves
+from xpnet.experiments.helpers import figure, group, jsonable, loss_curves
+from xpnet.experiments.registry import experiment
 from xpnet.nn import MultiLayerNet, SGD, relu, sigmoid
 from xpnet.nn.init import affine_params, host_rng
 from xpnet.nn.layers import Affine
@@ -40,19 +37,17 @@ def activations(backend, activation, init, seed):
 
 
 @experiment("weight-init-histogram")
-def weight_init_histogram(backend=None, dataset="auto", out_dir=".", quick=False, seed=0, progress=None):
+def weight_init_histogram(run):
     """Figures 6-10 to 6-14: activation histograms of 5 layers for 7 initial weight scales.
 
     5 layers of 100 nodes, 1,000 standard-normal inputs, no training. Sigmoid with std 1 saturates at 0 and 1 (vanishing
     gradients), std 0.01 collapses to 0.5 (every node alike); Xavier keeps them spread. With
     ReLU, std 0.01 shrinks layer by layer, He keeps the spread. No data set, no training:
     quick and full are the same."""
-    started = time.perf_counter()
-    backend = get_backend(backend)
     fig, axes = figure(len(HISTOGRAM_SETUPS), LAYERS, width=2.2, height=1.5)
     setups, lines = {}, []
     for row, (label, activation, init) in zip(axes, HISTOGRAM_SETUPS):
-        a = activations(backend, activation, init, seed)
+        a = activations(run.backend, activation, init, run.seed)
         # ReLU's outputs are half zeros: their histogram shows the positive ones
         values = [layer[layer > 0] if activation == "relu" else layer.ravel() for layer in a]
         top = {"sigmoid": 1.0, "tanh": 1.0}.get(activation) or float(np.quantile(np.concatenate(values), 0.99))
@@ -73,32 +68,29 @@ def weight_init_histogram(backend=None, dataset="auto", out_dir=".", quick=False
         lines.append(f"  {label:<18} " + "  ".join(f"{s:.4f}" for s in stds))
     fig.suptitle(f"activations of {LAYERS} layers of {NODES} nodes, {SAMPLES} standard-normal inputs")
     summary = "std of each layer's activations (layers 1 to 5):\n" + "\n".join(lines)
-    numbers = {**describe(backend, None, quick, seed), "layers": LAYERS, "nodes": NODES,
-               "samples": SAMPLES, "bins": BINS, "setups": setups}
-    return save_result("weight-init-histogram", summary, numbers, fig, out_dir, started)
+    numbers = {**run.describe(), "layers": LAYERS, "nodes": NODES, "samples": SAMPLES,
+               "bins": BINS, "setups": setups}
+    return summary, numbers, fig
 
 
-@experiment("weight-init-compare")
-def weight_init_compare(backend=None, dataset="auto", out_dir=".", quick=False, seed=0, progress=None):
+@experiment("weight-init-compare", data=True)
+def weight_init_compare(run):
     """Figure 6-15: a 4×100 ReLU net from std 0.01, Xavier and He weights; He learns fastest.
 
     MultiLayerNet 784-100×4-10 (ReLU), SGD lr 0.01, the same batches of 128, 2,000 iterations
     (quick: 200). With std 0.01 the signal vanishes and nothing is learned."""
-    started = time.perf_counter()
-    backend = get_backend(backend)
-    data = load_data(dataset)
-    iterations = 200 if quick else 2000
+    iterations = 200 if run.quick else 2000
     inits = {"std 0.01": 0.01, "Xavier": "xavier", "He": "he"}
-    nets = [MultiLayerNet(784, [100] * 4, 10, weight_init_std=init, backend=backend, seed=seed)
-            for init in inits.values()]
-    numbers, fig = loss_curves(backend, data, [group(nets, SGD(lr=0.01))], list(inits), iterations,
-                               128, seed, progress, f"weight-init-compare on {backend.name}")
-    fig.axes[0].set_title(f"MultiLayerNet 784-100×4-10 (ReLU), SGD lr 0.01, on {data.name}")
+    nets = [MultiLayerNet(784, [100] * 4, 10, weight_init_std=init, backend=run.backend,
+                          seed=run.seed) for init in inits.values()]
+    numbers, fig = loss_curves(run, [group(nets, SGD(lr=0.01))], list(inits), iterations, 128,
+                               f"weight-init-compare on {run.backend.name}")
+    fig.axes[0].set_title(f"MultiLayerNet 784-100×4-10 (ReLU), SGD lr 0.01, on {run.data.name}")
     curves = numbers["curves"]
     summary = "\n".join(
         [f"final training loss (moving average) after {iterations} iterations, and test accuracy:"]
         + [f"  {label:<10} {c['final_smoothed_loss']:.4f}   {c['final_test_accuracy']:.4f}"
            for label, c in curves.items()])
-    numbers = {**describe(backend, data, quick, seed, model="MultiLayerNet(784, [100]*4, 10, relu)",
-                          optimizer="SGD(lr=0.01)", weight_inits=inits), **numbers}
-    return save_result("weight-init-compare", summary, numbers, fig, out_dir, started)
+    numbers = {**run.describe(model="MultiLayerNet(784, [100]*4, 10, relu)",
+                              optimizer="SGD(lr=0.01)", weight_inits=inits), **numbers}
+    return summary, numbers, fig

@@ -1,6 +1,7 @@
 """Many nets of one shape trained side by side on the same batches: on JAX one compiled program
 (`lax.scan` over the steps, `vmap` over the nets), elsewhere a loop over them. The chapter-6
-experiments compare nets this way and the hyperparameter search trains its trials so.
+experiments compare nets this way and the hyperparameter search trains its trials so, both
+through one loop, `train_stacked`.
 """
 import numpy as np
 
@@ -43,6 +44,28 @@ def stacked_programs(backend, models, seed=0):
         return states, losses, count(states, evals)
 
     return chunk, count
+
+
+def train_stacked(backend, program, states, x, t, orders, evals=(), after=None):
+    """Train stacked nets chunk by chunk, the one loop behind the experiments' groups and the
+    search's trials: for each chunk c of the device index array `orders` (an epoch, or a block of
+    iterations), `states, losses, counts = program(states, x, t, orders, c, evals)`, a program of
+    the form of `stacked_programs`' chunk (compiled by the caller). Returns the final states.
+
+    `after(c, losses, counts)`, if given, is called with the chunk's device outputs as soon as the
+    call returns (on JAX, which dispatches asynchronously, while the chunk still computes). It
+    returns None to go on, or the rows (indices along the net axis of every leaf of `states`) to
+    keep: the states are cut to them (`keep_nets`) before the next chunk, and no rows at all end
+    the training there. The search drops its pruned trials so.
+    """
+    for c in range(orders.shape[0]):
+        states, losses, counts = program(states, x, t, orders, c, evals)
+        rows = None if after is None else after(c, losses, counts)
+        if rows is not None:
+            if len(rows) == 0:
+                break
+            states = keep_nets(backend, states, rows)
+    return states
 
 
 def stack(backend, states):
