@@ -276,3 +276,16 @@ def test_train_with_checkpoint_and_resume_ends_where_a_straight_run_ends(tmp_pat
 def test_resume_needs_a_checkpoint_path():
     done = run_cli("train", "--resume")
     assert done.returncode == 2 and "--resume needs --checkpoint PATH" in done.stderr
+
+
+def test_search_has_its_own_command(tmp_path, capsys):
+    status = main(["search", "--backend", "numpy", "--dataset", "mnist-5k", "--trials", "2",
+                   "--epochs", "2", "--executor", "sequential", "--no-progress",
+                   "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert status == 0 and out.startswith("experiment hyperparameter-search on numpy")
+    assert {p.name for p in tmp_path.iterdir()} >= {"hyperparameter-search.json",
+                                                    "hyperparameter-search.png", "search.db"}
+    assert len(json.loads((tmp_path / "hyperparameter-search.json").read_text())["trials"]) == 2
+    with pytest.raises(SystemExit):  # the search's options belong to `xpnet search` only
+        main(["experiment", "weight-init-compare", "--trials", "2"])

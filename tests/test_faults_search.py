@@ -32,8 +32,8 @@ CLI_SECONDS = 60
 
 
 def cli(*args, out):
-    """`xpnet experiment hyperparameter-search ARGS --out OUT`, small and on numpy, started."""
-    command = [sys.executable, "-m", "xpnet", "experiment", "hyperparameter-search",
+    """`xpnet search ARGS --out OUT`, small and on numpy, started."""
+    command = [sys.executable, "-m", "xpnet", "search",
                "--backend", "numpy", "--dataset", "mnist-5k", "--trials", "2", "--epochs", "2",
                "--no-progress", "--out", str(out), *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -5,7 +5,7 @@ import os
 import sys
 
 import xpnet
-from xpnet.cli import experiment, gradcheck, info, train
+from xpnet.cli import experiment, gradcheck, info, search, train
 from xpnet.errors import XpnetError
 
 
@@ -30,6 +30,6 @@ def _parser():
     parser = argparse.ArgumentParser(prog="xpnet", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"xpnet {xpnet.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, gradcheck, experiment, info):
+    for command in (train, gradcheck, experiment, search, info):
         command.add_parser(commands)
     return parser

@@ -4,7 +4,7 @@ import time
 from pathlib import Path
 
 from xpnet.backends import get_backend
-from xpnet.cli.options import add_data_args, positive_int
+from xpnet.cli.options import add_data_args
 from xpnet.errors import XpnetError
 from xpnet.files import check_writable
 
@@ -17,30 +17,22 @@ def add_parser(commands):
     # the registry is imported when an experiment runs, not at every start of `xpnet`
     run.add_argument("name", nargs="?", metavar="NAME", help="the experiment (see --list)")
     run.add_argument("--list", action="store_true", help="list the experiments and exit")
-    add_data_args(run)
-    run.add_argument("--out", default=".", metavar="DIR", help="where to save NAME.json and NAME.png "
-                                                               "(default: the current directory)")
-    run.add_argument("--quick", action="store_true", help="a smaller run of a few seconds (fewer "
-                                                          "iterations, epochs or weight scales)")
-    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                     help="show a progress bar (default: when stderr is a terminal)")
-    search = run.add_argument_group("hyperparameter-search options")
-    search.add_argument("--trials", type=positive_int, help="trials in the study (default: 100)")
-    search.add_argument("--epochs", type=positive_int, help="epochs per trial (default: 50)")
-    search.add_argument("--executor", choices=("sequential", "processes", "dask", "vmap"),
-                        help="where trials run (default: local processes; vmap: all trials as "
-                             "one compiled program, jax only)")
-    search.add_argument("--sampler", choices=("random", "tpe"),
-                        help="random: the book's method (default); tpe: Bayesian optimisation")
-    search.add_argument("--dask", dest="dask_address", metavar="ADDRESS",
-                        help="run the trials on the Dask cluster at ADDRESS (tcp://host:8786)")
+    add_run_args(run)
     run.set_defaults(run=run_experiment)
 
 
-def run_experiment(args):
-    import time
+def add_run_args(parser):
+    """The options of any experiment: backend, device, data, seed, where to save, how long."""
+    add_data_args(parser)
+    parser.add_argument("--out", default=".", metavar="DIR", help="where to save NAME.json and "
+                                                                  "NAME.png (default: the current directory)")
+    parser.add_argument("--quick", action="store_true", help="a smaller run of a few seconds "
+                                                             "(fewer iterations, epochs, weight scales or trials)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress bar (default: when stderr is a terminal)")
 
-    from xpnet.data import resolve_dataset
+
+def run_experiment(args):
     from xpnet.experiments import EXPERIMENTS
 
     if args.list:
@@ -51,12 +43,14 @@ def run_experiment(args):
         raise XpnetError("give an experiment NAME (xpnet experiment --list shows them)")
     if args.name not in EXPERIMENTS:
         raise XpnetError(f"unknown experiment {args.name!r}; choose one of: {', '.join(EXPERIMENTS)}")
-    options = {k: getattr(args, k) for k in ("trials", "epochs", "executor", "sampler", "dask_address")
-               if getattr(args, k) is not None}
-    if options and args.name != "hyperparameter-search":
-        raise XpnetError(f"--{next(iter(options)).replace('_address', '')} is an option of "
-                         "hyperparameter-search only")
-    # a bad backend, device, data set or output folder fails before anything runs
+    return run_and_report(args.name, EXPERIMENTS[args.name], args)
+
+
+def run_and_report(name, experiment, args, **options):
+    """Run `experiment` as the options in `args` say, and print what it found and where it saved
+    it; a bad backend, device, data set or output folder fails before anything runs."""
+    from xpnet.data import resolve_dataset
+
     backend = get_backend(args.backend, args.device)
     dataset = resolve_dataset(args.dataset)
     try:
@@ -64,13 +58,12 @@ def run_experiment(args):
     except OSError as exc:
         raise XpnetError(f"cannot create --out {args.out}: {exc.strerror or exc}") from None
     for suffix in (".json", ".png"):
-        check_writable(Path(args.out) / f"{args.name}{suffix}", "--out")
-    print(f"experiment {args.name} on {backend.name} ({backend.device_name})"
+        check_writable(Path(args.out) / f"{name}{suffix}", "--out")
+    print(f"experiment {name} on {backend.name} ({backend.device_name})"
           f"{' (quick)' if args.quick else ''}")
     started = time.perf_counter()
-    result = EXPERIMENTS[args.name](backend=backend, dataset=dataset, out_dir=args.out,
-                                    quick=args.quick, seed=args.seed, progress=args.progress,
-                                    **options)
+    result = experiment(backend=backend, dataset=dataset, out_dir=args.out, quick=args.quick,
+                        seed=args.seed, progress=args.progress, **options)
     if result.numbers.get("dataset_description"):  # the experiments that train on data
         auto = " (auto: the MNIST files are not present)" if args.dataset == "auto" and dataset != "mnist" else ""
         print(f"dataset: {result.numbers['dataset_description']}{auto}")
