@@ -1,4 +1,5 @@
-"""Layers: hand-computed forward/backward values, and backprop against central differences."""
+"""Layers: the one Layer contract, hand-computed forward/backward values, and backprop against
+central differences."""
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from xpnet.nn import (
     SoftmaxWithLoss,
     numerical_gradient,
 )
-from xpnet.nn.layers import Context
+from xpnet.nn.layers import ACTIVATIONS, INFERENCE, BaseLayer, Context, Layer, activation_layer
 
 #: Central differences with h = 1e-4 in float64 are accurate to about h² times the third derivative.
 GRAD_TOL = 1e-7
@@ -23,8 +24,9 @@ def test_affine_by_hand(backend, dtype):
     params = {"W": backend.asarray([[1.0, 2.0], [3.0, 4.0]], dtype), "b": backend.asarray([1.0, -1.0], dtype)}
     layer = Affine("W", "b")
     x = backend.asarray([[1.0, 2.0]], dtype)
-    y, cache = layer.forward(params, x)
+    y, cache, updates = layer.forward(params, x, Context(train=True))
     assert_close(y, [[8.0, 9.0]], dtype)
+    assert updates == {}
     dx, grads = layer.backward(params, cache, backend.asarray([[1.0, 10.0]], dtype))
     assert_close(dx, [[21.0, 43.0]], dtype)            # dout · Wᵀ
     assert_close(grads["W"], [[1.0, 10.0], [2.0, 20.0]], dtype)  # xᵀ · dout
@@ -36,7 +38,7 @@ def test_affine_by_hand(backend, dtype):
 def test_affine_flattens_images_and_restores_their_shape(backend):
     params = {"W": backend.asarray(np.ones((12, 2)), "float64"), "b": backend.asarray(np.zeros(2), "float64")}
     x = backend.asarray(np.arange(24.0).reshape(2, 1, 3, 4), "float64")
-    y, cache = Affine().forward(params, x)
+    y, cache, _ = Affine().forward(params, x)
     assert y.shape == (2, 2)
     dx, _ = Affine().backward(params, cache, y)
     assert dx.shape == (2, 1, 3, 4)
@@ -51,12 +53,14 @@ def test_affine_names_a_shape_mismatch(backend):
 def test_relu_and_sigmoid_by_hand(backend, dtype):
     x = backend.asarray([[-1.0, 0.0, 2.0]], dtype)
     dout = backend.asarray([[5.0, 6.0, 7.0]], dtype)
-    y, cache = Relu().forward({}, x)
+    y, cache, updates = Relu().forward({}, x)
     assert_close(y, [[0.0, 0.0, 2.0]], dtype)
+    assert updates == {}
     dx, _ = Relu().backward({}, cache, dout)
     assert_close(dx, [[0.0, 0.0, 7.0]], dtype)
     assert dtype_name(y.dtype) == dtype and dtype_name(dx.dtype) == dtype
-    y, cache = Sigmoid().forward({}, x)
+    y, cache, updates = Sigmoid().forward({}, x, INFERENCE)
+    assert updates == {}
     s = 1 / (1 + np.exp(-np.array([-1.0, 0.0, 2.0])))
     assert_close(y, [s], dtype)
     dx, _ = Sigmoid().backward({}, cache, dout)
@@ -91,7 +95,7 @@ def test_backprop_matches_numerical_gradient(backend, layer):
     # Keep inputs away from ReLU's kink, where the one-sided slopes differ.
     x = _random(backend, (5, 4), 3)
     x = x + 0.1 * backend.xp.sign(x)
-    y, cache = layer.forward(params, x)
+    y, cache, _ = layer.forward(params, x)
     weights = _random(backend, y.shape, 4)  # L = Σ weights · y, so ∂L/∂y = weights
     xp = backend.xp
 
@@ -216,3 +220,63 @@ def test_dropout_errors(backend):
         Dropout(1.0)
     with pytest.raises(ValueError, match="needs a random key"):
         Dropout(0.5).forward({}, backend.asarray(np.ones((2, 2)), "float32"), Context(train=True))
+
+
+LAYERS = [Affine("W", "b"), Relu(), Sigmoid(), BatchNormalization("g", "b", "mean", "var"), Dropout(0.5)]
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=repr)
+def test_every_layer_follows_the_one_contract(layer):
+    """One forward and one backward signature, and declared attributes (no probing)."""
+    import inspect
+
+    assert isinstance(layer, Layer) and isinstance(layer, BaseLayer)
+    assert list(inspect.signature(layer.forward).parameters) == ["params", "x", "ctx"]
+    assert inspect.signature(layer.forward).parameters["ctx"].default is INFERENCE
+    assert list(inspect.signature(layer.backward).parameters) == ["params", "cache", "dout", "need_dx"]
+    assert layer.weight == ("W" if isinstance(layer, Affine) else None)
+    assert layer.elementwise is isinstance(layer, (Relu, Sigmoid))
+    assert layer.random is isinstance(layer, Dropout)
+    if not isinstance(layer, BatchNormalization):
+        assert layer.init_state({}) == {}
+
+
+def test_base_layer_declares_the_defaults_and_leaves_the_work_to_subclasses():
+    class Identity(BaseLayer):
+        pass
+
+    layer = Identity()
+    assert (layer.weight, layer.elementwise, layer.random) == (None, False, False)
+    assert layer.init_state({"W": 1}) == {} and repr(layer) == "Identity()"
+    with pytest.raises(NotImplementedError):
+        layer.forward({}, np.ones(2))
+    with pytest.raises(NotImplementedError):
+        layer.backward({}, None, np.ones(2))
+    assert INFERENCE == Context(train=False, state=None, key=None)
+
+
+def test_without_need_dx_a_layer_skips_the_input_gradient_and_keeps_its_grads(backend):
+    params = {"W": _random(backend, (4, 3), 1), "b": _random(backend, (3,), 2),
+              "g": _random(backend, (3,), 3), "beta": _random(backend, (3,), 4)}
+    x, dout = _random(backend, (5, 4), 5), _random(backend, (5, 3), 6)
+    layer = Affine("W", "b")
+    _, cache, _ = layer.forward(params, x)
+    dx, grads = layer.backward(params, cache, dout)
+    skipped, same = layer.backward(params, cache, dout, need_dx=False)
+    assert dx is not None and skipped is None and set(same) == set(grads) == {"W", "b"}
+    for name in grads:  # the same expressions: the same numbers, bit for bit
+        np.testing.assert_array_equal(backend.to_numpy(same[name]), backend.to_numpy(grads[name]))
+    norm = BatchNormalization("g", "beta", "mean", "var")
+    _, cache, _ = norm.forward(params, dout, Context(train=True, state=norm.init_state(params)))
+    dx, grads = norm.backward(params, cache, dout)
+    skipped, same = norm.backward(params, cache, dout, need_dx=False)
+    assert tuple(dx.shape) == (5, 3) and skipped is None and set(same) == set(grads) == {"g", "beta"}
+    for name in grads:
+        np.testing.assert_array_equal(backend.to_numpy(same[name]), backend.to_numpy(grads[name]))
+
+
+def test_activation_registry_names_the_activation_layers():
+    assert list(ACTIVATIONS) == ["sigmoid", "relu"]
+    assert type(activation_layer("ReLU")) is Relu and type(activation_layer("sigmoid")) is Sigmoid
+    with pytest.raises(ValueError, match="unknown activation 'tanh'; choose one of sigmoid, relu"):
+        activation_layer("tanh")

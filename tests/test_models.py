@@ -205,3 +205,79 @@ def test_multi_layer_net_extend_follows_the_book(backend):
     kept = backend.to_numpy(masks[0])
     assert set(np.unique(kept)) == {0.0, 1.0} and 0.5 < kept.mean() < 0.95  # ratio 0.25
     assert MultiLayerNetExtend(8, [6], 4, use_dropout=True, dropout_ratio=0.1).dropout_ratio == 0.1
+
+
+@pytest.mark.parametrize("build, expected", [
+    (lambda: TwoLayerNet(784, 50, 10), "TwoLayerNet(784, 50, 10, sigmoid, init 0.01)"),
+    (lambda: TwoLayerNet(784, 100, 10, weight_init_std="He", activation="ReLU"),
+     "TwoLayerNet(784, 100, 10, relu, init he)"),
+    (lambda: MultiLayerNet(784, [100] * 2, 10, weight_init_std=0.05),
+     "MultiLayerNet(784, [100, 100], 10, relu, init 0.05)"),
+    # the CLI builds MultiLayerNetExtend for --model multi-layer; without BatchNorm and Dropout
+    # it is (and says) MultiLayerNet
+    (lambda: MultiLayerNetExtend(784, [20, 10], 10, activation="sigmoid", weight_init_std="he",
+                                 weight_decay_lambda=0.1, dropout_ratio=0.5),
+     "MultiLayerNet(784, [20, 10], 10, sigmoid, init he, weight decay 0.1)"),
+    (lambda: MultiLayerNetExtend(784, [50, 50], 10, weight_init_std="he", weight_decay_lambda=0.01,
+                                 use_batchnorm=True, use_dropout=True, dropout_ratio=0.2),
+     "MultiLayerNetExtend(784, [50, 50], 10, relu, init he, weight decay 0.01, BatchNorm, Dropout 0.2)"),
+    (lambda: MultiLayerNetExtend(784, [100, 100], 10, use_dropout=True, dropout_ratio=0.5),
+     "MultiLayerNetExtend(784, [100, 100], 10, relu, init relu, Dropout 0.5)"),
+    (lambda: MultiLayerNetExtend(8, [4], 2, use_dropout=True, inverted_dropout=True, weight_init_std=1),
+     "MultiLayerNetExtend(8, [4], 2, relu, init 1.0, Dropout 0.5 inverted)"),
+], ids=lambda v: v if isinstance(v, str) else "net")
+def test_repr_is_the_description_the_cli_prints(build, expected):
+    """`xpnet train` prints these strings and saves them as the checkpoint's config["model"]."""
+    assert repr(build()) == expected
+
+
+@pytest.mark.parametrize("build", [
+    lambda b: TwoLayerNet(8, 5, 4, weight_init_std=0.5, activation="relu", backend=b, seed=3),
+    lambda b: MultiLayerNet(8, [6, 5], 4, weight_init_std="xavier", weight_decay_lambda=0.2,
+                            backend=b, seed=3, dtype="float64"),
+    lambda b: MultiLayerNetExtend(8, [6], 4, use_batchnorm=True, use_dropout=True, dropout_ration=0.3,
+                                  inverted_dropout=True, backend=b, seed=3),
+], ids=["two-layer", "multi-layer", "extend"])
+def test_config_is_json_and_builds_the_same_net(backend, build):
+    import json
+
+    net = build(backend)
+    config = net.config()
+    assert json.loads(json.dumps(config)) == config
+    assert config["class"] == type(net).__name__ and config["dtype"] == net.dtype
+    again = type(net).from_config(config, backend=backend, seed=3)
+    assert type(again) is type(net) and again.config() == config and repr(again) == repr(net)
+    assert list(again.params) == list(net.params)
+    for name, value in net.params.items():  # same config and seed: the same net, bit for bit
+        np.testing.assert_array_equal(backend.to_numpy(again.params[name]), backend.to_numpy(value))
+
+
+def test_config_holds_the_constructor_arguments():
+    assert TwoLayerNet(784, 50, 10).config() == {
+        "class": "TwoLayerNet", "input_size": 784, "hidden_size": 50, "output_size": 10,
+        "weight_init_std": 0.01, "activation": "sigmoid", "dtype": "float32"}
+    assert MultiLayerNetExtend(784, [100, 100], 10, weight_decay_lambda=np.float64(0.1), use_batchnorm=True,
+                               dtype="float64").config() == {
+        "class": "MultiLayerNetExtend", "input_size": 784, "hidden_size_list": [100, 100],
+        "output_size": 10, "activation": "relu", "weight_init_std": "relu", "weight_decay_lambda": 0.1,
+        "use_dropout": False, "dropout_ratio": 0.5, "use_batchnorm": True, "inverted_dropout": False,
+        "dtype": "float64"}
+    with pytest.raises(ValueError, match="unknown net class 'ResNet'"):
+        TwoLayerNet.from_config({"class": "ResNet"})
+
+
+def test_model_registry_names_the_cli_models():
+    from xpnet.nn import MODELS
+
+    assert MODELS == {"two-layer": TwoLayerNet, "multi-layer": MultiLayerNetExtend}
+
+
+def test_every_net_has_weight_decay_terms_and_lambda_zero_changes_nothing(backend):
+    """λ is always part of the model (the book's TwoLayerNet has λ = 0): its terms add exactly 0."""
+    x, t = small_batch()
+    net = TwoLayerNet(8, 5, 4, weight_init_std=0.5, backend=backend, seed=0, dtype="float64")
+    assert net.model.decayed_weights() == ["W1", "W2"] and net.model.weight_decay == 0.0
+    xd, td = net.to_device(x, t)
+    scores = net.model.predict(net.params, xd)
+    data_loss, _ = net.model.loss_layer.forward(net.params, scores, td)
+    assert float(backend.to_numpy(net.loss(x, t))) == float(backend.to_numpy(data_loss))

@@ -5,16 +5,9 @@ import pytest
 
 from tests.conftest import assert_close
 from xpnet.backends import available_backends, backend_of, dtype_name, get_backend
-from xpnet.nn.optimizers import (
-    OPTIMIZERS,
-    SGD,
-    AdaGrad,
-    Adam,
-    Momentum,
-    Nesterov,
-    RMSprop,
-    make_optimizer,
-)
+from xpnet.nn.checkpoint import _flatten
+from xpnet.nn.optimizers import (OPTIMIZERS, SGD, AdaGrad, Adam, MomentsState, Momentum, Nesterov,
+                                  RMSprop, SGDState, SquaresState, VelocityState, make_optimizer)
 
 #: The book's defaults, written out here so the tests check them.
 DEFAULTS = {
@@ -326,3 +319,28 @@ def test_each_parameter_keeps_its_own_dtype(backend, name):
     assert (dtype_name(params["x"].dtype), dtype_name(params["y"].dtype)) == ("float32", "float64")
     assert all(dtype_name(getattr(state, slot)["x"].dtype) == "float32" for slot in SLOTS[name])
     assert all(dtype_name(getattr(state, slot)["y"].dtype) == "float64" for slot in SLOTS[name])
+
+
+def test_optimizers_with_the_same_slots_share_one_state_class(backend):
+    """Declared slots, shared state classes, and the checkpoint paths they give (opt_state/m/W1)."""
+    assert Momentum.State is Nesterov.State is VelocityState
+    assert AdaGrad.State is RMSprop.State is SquaresState
+    assert (SGD.State, Adam.State) == (SGDState, MomentsState)
+    params = {"W": backend.asarray(np.ones(2), "float32")}
+    for name, cls in OPTIMIZERS.items():
+        assert cls.State.SLOTS == SLOTS[name] and cls.State._fields == ("count", "hyper") + SLOTS[name]
+        paths = {}
+        _flatten(cls().init(params), "", paths)
+        assert sorted(paths) == sorted(["count", *(f"hyper/{h}" for h in DEFAULTS[name]),
+                                        *(f"{slot}/W" for slot in SLOTS[name])])
+
+
+def test_adams_per_step_values_have_plain_names(backend):
+    """lr_t (lr with both bias corrections), m_rate = 1 − β1, v_rate = 1 − β2, once per step."""
+    xp = backend.xp
+    hyper = {k: backend.asarray(v, "float64") for k, v in DEFAULTS["adam"].items()}
+    per_step = Adam()._per_step(xp, hyper, backend.asarray(3.0, "float64"))
+    assert set(per_step) == set(hyper) | {"lr_t", "m_rate", "v_rate"}
+    assert_close(per_step["lr_t"], 0.001 * np.sqrt(1 - 0.999**3) / (1 - 0.9**3))
+    assert_close(per_step["m_rate"], 1 - 0.9)
+    assert_close(per_step["v_rate"], 1 - 0.999)

@@ -4,7 +4,17 @@ import pytest
 
 from tests.conftest import assert_close
 from xpnet.backends import backend_of, dtype_name
-from xpnet.nn import Affine, Relu, Sigmoid, SoftmaxWithLoss, Sequential, TwoLayerNet, numerical_gradient
+from xpnet.nn import (
+    Affine,
+    BaseLayer,
+    BatchNormalization,
+    Relu,
+    Sequential,
+    Sigmoid,
+    SoftmaxWithLoss,
+    TwoLayerNet,
+    numerical_gradient,
+)
 from xpnet.nn.structured_gradient import (
     _bucket as numerical_bucket,
     _distinct_perturbations,
@@ -54,14 +64,32 @@ def test_two_layer_net_matches_the_book_loop(backend, activation, one_hot, chunk
         assert_close(fast[name], backend.to_numpy(reference[name]), atol=SAME_AS_LOOP, rtol=0)
 
 
-def test_deeper_net_matches_the_book_loop(backend):
-    """Three Affine layers: the rank-1 update is followed by whole layers on single rows."""
-    model = Sequential([Affine("W1", "b1"), Relu(), Affine("W2", "b2"), Sigmoid(), Affine("W3", "b3")],
-                       SoftmaxWithLoss())
-    rng = np.random.default_rng(3)
-    shapes = {"W1": (7, 5), "b1": (5,), "W2": (5, 4), "b2": (4,), "W3": (4, 3), "b3": (3,)}
-    params = {k: backend.asarray(rng.standard_normal(s), "float64") for k, s in shapes.items()}
-    x, t = sparse_batch(seed=4)
+class Square(BaseLayer):
+    """x², not declared elementwise (the Layer contract's default)."""
+
+    def forward(self, params, x, ctx=None):
+        return x * x, x, {}
+
+
+class ElementwiseSquare(Square):
+    elementwise = True
+
+
+@pytest.mark.parametrize("layers, sizes, seeds", [
+    # three Affine layers: the rank-1 update is followed by whole layers on single rows
+    ([Affine("W1", "b1"), Relu(), Affine("W2", "b2"), Sigmoid(), Affine("W3", "b3")], [7, 5, 4, 3], (3, 4)),
+    # the structured gradient reads the declared `elementwise`: any such layer works
+    ([Affine("W1", "b1"), ElementwiseSquare(), Affine("W2", "b2")], [7, 4, 3], (8, 9)),
+], ids=["three-affine", "declared-elementwise"])
+def test_deeper_nets_match_the_book_loop(backend, layers, sizes, seeds):
+    model = Sequential(layers, SoftmaxWithLoss())
+    assert supports_structured_gradient(model)
+    rng = np.random.default_rng(seeds[0])
+    params = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        params[f"W{i}"] = backend.asarray(rng.standard_normal((n_in, n_out)), "float64")
+        params[f"b{i}"] = backend.asarray(rng.standard_normal((n_out,)), "float64")
+    x, t = sparse_batch(seed=seeds[1])
     x, t = backend.asarray(x, "float64"), backend.asarray(t)
     fast = structured_numerical_gradient(model, params, x, t, chunk_bytes=512)
     reference = book_loop(model, params, x, t)
@@ -71,14 +99,12 @@ def test_deeper_net_matches_the_book_loop(backend):
 
 
 def test_only_supported_structures_are_accepted():
-    class Square:  # not elementwise-declared
-        def forward(self, params, x):
-            return x * x, x
-
     model = Sequential([Affine("W1", "b1"), Square(), Affine("W2", "b2")], SoftmaxWithLoss())
     assert not supports_structured_gradient(model)
     with pytest.raises(ValueError, match="Affine layers, elementwise activations"):
         structured_numerical_gradient(model, {}, np.ones((1, 2)), np.zeros(1, int))
+    model = Sequential([Affine("W1", "b1"), BatchNormalization("g", "b", "m", "v")], SoftmaxWithLoss())
+    assert not supports_structured_gradient(model)
 
 
 def test_generic_gradient_is_vectorized_on_jax_and_equals_the_loop(backend):
@@ -160,7 +186,7 @@ def test_jax_compiles_each_program_once_across_batches():
         padded.add((samples.shape, features.shape))
     assert len(sizes) == 3 and len(padded) == 1  # three sizes, one bucket
     compiled = numerical._COMPILED[net.model]
-    assert sorted(str(part) for _, part in compiled) == ["0", "2", "forward"]
+    assert sorted(str(part) for _, part in compiled) == ["0", "2", "decay", "forward"]
     assert all(fn._cache_size() == 1 for fn in compiled.values())
 
 

@@ -10,8 +10,20 @@ from xpnet.nn.functions import (
     sum_squared_error,
 )
 from xpnet.nn.central_differences import gradient_descent, numerical_diff, numerical_gradient
-from xpnet.nn.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
-from xpnet.nn.models import MultiLayerNet, MultiLayerNetExtend, Net, TwoLayerNet
+from xpnet.nn.init import INIT_SCALES
+from xpnet.nn.layers import (
+    ACTIVATIONS,
+    Affine,
+    BaseLayer,
+    BatchNormalization,
+    Context,
+    Dropout,
+    Layer,
+    Relu,
+    Sigmoid,
+    SoftmaxWithLoss,
+)
+from xpnet.nn.models import MODELS, MultiLayerNet, MultiLayerNetExtend, Net, TwoLayerNet
 from xpnet.nn.network import Sequential
 from xpnet.nn.optimizers import (
     OPTIMIZERS,
@@ -30,8 +42,9 @@ __all__ = [
     "identity_function", "step_function", "sigmoid", "relu", "softmax", "one_hot",
     "sum_squared_error", "cross_entropy_error",
     "numerical_diff", "numerical_gradient", "gradient_descent",
-    "Affine", "Relu", "Sigmoid", "SoftmaxWithLoss", "BatchNormalization", "Dropout", "Sequential",
-    "Net", "TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend",
+    "Layer", "BaseLayer", "Context", "Affine", "Relu", "Sigmoid", "SoftmaxWithLoss",
+    "BatchNormalization", "Dropout", "Sequential", "ACTIVATIONS", "INIT_SCALES",
+    "Net", "TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "MODELS",
     "Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "OPTIMIZERS",
     "make_optimizer", "Trainer",
 ]

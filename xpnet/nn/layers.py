@@ -1,97 +1,149 @@
-"""The book's chapter-5 layers as pure functions of explicit params.
+"""The book's chapter-5 and 6 layers as pure functions of explicit params, under one contract.
 
-A layer holds only hyperparameters and the *names* of its parameters. `forward(params, x)` reads
-the current arrays from `params` and returns `(y, cache)`; `backward(params, cache, dout)` returns
-`(dx, grads)` with `grads` keyed like `params`. Nothing is stored on `self` during a step, so the
-same layer object serves NumPy eagerly and JAX under `jax.jit`, and replacing `params["W1"]` can
-never leave a layer computing with a stale array.
+A layer holds only hyperparameters and the *names* of its parameters. Every layer follows
+`Layer`: `forward(params, x, ctx)` reads the current arrays from `params` and returns
+`(y, cache, state_updates)`; `backward(params, cache, dout)` returns `(dx, grads)` with `grads`
+keyed like `params`. Nothing is stored on `self` during a step, so the same layer object serves
+NumPy eagerly and JAX under `jax.jit`, and replacing `params["W1"]` can never leave a layer
+computing with a stale array. `BaseLayer` gives the contract's defaults.
 """
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from xpnet.backends import backend_of, namespace_of
 from xpnet.nn.functions import cross_entropy_error, one_hot, sigmoid, softmax
 
 
 class Context(NamedTuple):
-    """What the chapter-6 layers need besides params: the mode, their state, randomness.
-
-    Layers with `contextual = True` (BatchNormalization, Dropout) are called as
-    `forward(params, x, ctx)` and return `(y, cache, state_updates)`; the others ignore it.
-    """
+    """What a forward pass needs besides params and x: the mode, the layers' state, randomness."""
     train: bool = False  # the book's train_flg
     state: Any = None    # dict of non-trained arrays (BatchNorm's running mean and variance)
     key: Any = None      # random key of this layer for this step (Dropout's mask)
 
 
-class Affine:
+#: An inference pass without state: what `forward(params, x)` runs in when no context is given.
+INFERENCE = Context()
+
+
+@runtime_checkable
+class Layer(Protocol):
+    """The contract every layer of a `Sequential` follows (optax types its transformations so).
+
+    - `forward(params, x, ctx=INFERENCE) -> (y, cache, state_updates)`: `state_updates` holds the
+      new values of the layer's state entries (BatchNorm's running statistics in training), `{}`
+      for most layers;
+    - `backward(params, cache, dout, need_dx=True) -> (dx, grads)`: `grads` keyed like `params`;
+      with `need_dx=False` (the first layer: nothing needs the input's gradient) `dx` may be None
+      and its work skipped;
+    - `init_state(params) -> dict`: the layer's initial state entries (`{}` for most);
+    - `weight`: the name of the param weight decay applies to (None: the layer has none);
+    - `elementwise`: the layer maps inputs of any shape element by element (the structured
+      numerical gradient relies on it);
+    - `random`: a training-mode pass needs `ctx.key`.
+    """
+    weight: str | None
+    elementwise: bool
+    random: bool
+
+    def init_state(self, params) -> dict: ...
+
+    def forward(self, params, x, ctx: Context = INFERENCE) -> tuple: ...
+
+    def backward(self, params, cache, dout, need_dx: bool = True) -> tuple: ...
+
+
+class LossLayer(Protocol):
+    """The contract of the layer that ends a `Sequential`: labels in, a scalar loss out.
+
+    `forward(params, scores, t) -> (loss, cache)`; `backward(params, cache, dout=1.0) -> (dx, grads)`.
+    """
+
+    def forward(self, params, x, t) -> tuple: ...
+
+    def backward(self, params, cache, dout=1.0) -> tuple: ...
+
+
+class BaseLayer:
+    """The defaults of the `Layer` contract: no weight, not elementwise, no randomness, no state."""
+
+    weight: str | None = None
+    elementwise = False
+    random = False
+
+    def init_state(self, params):
+        return {}
+
+    def forward(self, params, x, ctx=INFERENCE):
+        raise NotImplementedError
+
+    def backward(self, params, cache, dout, need_dx=True):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Affine(BaseLayer):
     """y = x·W + b, with x of shape (N, ...) flattened to (N, D) as the book does."""
 
     def __init__(self, weight="W", bias="b"):
         self.weight = weight
         self.bias = bias
 
-    def forward(self, params, x):
+    def forward(self, params, x, ctx=INFERENCE):
         W, b = params[self.weight], params[self.bias]
         x2 = x if x.ndim == 2 else namespace_of(x).reshape(x, (x.shape[0], -1))
         if x2.shape[1] != W.shape[0]:
             raise ValueError(f"Affine({self.weight}): input has {x2.shape[1]} features per sample "
                              f"(shape {tuple(x.shape)}) but {self.weight} has shape {tuple(W.shape)}")
-        return x2 @ W + b, (x2, x.shape)
+        return x2 @ W + b, (x2, x.shape), {}
 
-    def backward(self, params, cache, dout):
-        x_shape = cache[1]
+    def backward(self, params, cache, dout, need_dx=True):
+        """dout·Wᵀ is skipped without `need_dx`: a third of the matmul work of the book's
+        TwoLayerNet, whose first layer's input needs no gradient."""
+        x2, x_shape = cache
+        grads = {self.weight: x2.T @ dout, self.bias: namespace_of(dout).sum(dout, axis=0)}
+        if not need_dx:
+            return None, grads
         dx = dout @ params[self.weight].T
         if dx.shape != x_shape:  # images flattened by forward
             dx = namespace_of(dx).reshape(dx, x_shape)
-        return dx, self.param_grads(params, cache, dout)
-
-    def param_grads(self, params, cache, dout):
-        """The weight and bias gradients alone: for a first layer, whose input needs no gradient
-        (dout·Wᵀ is a third of the matmul work of the book's TwoLayerNet)."""
-        x2 = cache[0]
-        return {self.weight: x2.T @ dout, self.bias: namespace_of(dout).sum(dout, axis=0)}
+        return dx, grads
 
     def __repr__(self):
         return f"Affine({self.weight!r}, {self.bias!r})"
 
 
-class Relu:
+class Relu(BaseLayer):
     """max(x, 0); the gradient passes where x > 0 (0 at x == 0, as in the book)."""
 
-    #: Works element by element on inputs of any shape (the numerical gradient relies on it).
     elementwise = True
 
-    def forward(self, params, x):
+    def forward(self, params, x, ctx=INFERENCE):
         # a product with the mask (kept for backward): a third of the time of `where` on NumPy
         mask = namespace_of(x).astype(x > 0, x.dtype)
-        return x * mask, mask
+        return x * mask, mask, {}
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, need_dx=True):
         return dout * cache, {}
 
-    def __repr__(self):
-        return "Relu()"
 
-
-class Sigmoid:
+class Sigmoid(BaseLayer):
     """1 / (1 + exp(-x)); the backward pass uses y(1 - y) from the forward output."""
 
     elementwise = True
 
-    def forward(self, params, x):
+    def forward(self, params, x, ctx=INFERENCE):
         y = sigmoid(x)
-        return y, y
+        return y, y, {}
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, need_dx=True):
         y = cache
         return dout * (1.0 - y) * y, {}
 
-    def __repr__(self):
-        return "Sigmoid()"
-
 
 class SoftmaxWithLoss:
-    """Softmax followed by the batch-averaged cross-entropy; t is one-hot or integer labels."""
+    """Softmax followed by the batch-averaged cross-entropy; t is one-hot or integer labels.
+    A `LossLayer`."""
 
     def forward(self, params, x, t):
         if x.ndim != 2:
@@ -109,7 +161,7 @@ class SoftmaxWithLoss:
         return "SoftmaxWithLoss()"
 
 
-class BatchNormalization:
+class BatchNormalization(BaseLayer):
     """Normalise each feature over the batch, then scale by gamma and shift by beta (Ioffe & Szegedy).
 
     Training uses the batch's mean and variance and returns the updated running values
@@ -118,7 +170,6 @@ class BatchNormalization:
     Inputs of shape (N, ...) are normalised per feature of the flattened (N, D) view.
     """
 
-    contextual = True
     EPS = 1e-6
 
     def __init__(self, gamma, beta, running_mean, running_var, momentum=0.9):
@@ -131,7 +182,7 @@ class BatchNormalization:
         zeros = xp.zeros_like(params[self.gamma])
         return {self.running_mean: zeros, self.running_var: zeros}
 
-    def forward(self, params, x, ctx):
+    def forward(self, params, x, ctx=INFERENCE):
         xp = namespace_of(x)
         x2 = xp.reshape(x, (x.shape[0], -1))
         updates = {}
@@ -150,11 +201,13 @@ class BatchNormalization:
         y = params[self.gamma] * normalised + params[self.beta]
         return xp.reshape(y, x.shape), (normalised, std, ctx.train, x.shape), updates
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, need_dx=True):
         normalised, std, batch_stats, x_shape = cache
         xp = namespace_of(dout)
         dout = xp.reshape(dout, (dout.shape[0], -1))
         grads = {self.gamma: xp.sum(normalised * dout, axis=0), self.beta: xp.sum(dout, axis=0)}
+        if not need_dx:
+            return None, grads
         dnorm = params[self.gamma] * dout
         if batch_stats:  # mean and variance depend on every sample of the batch
             dx = (dnorm - xp.mean(dnorm, axis=0)
@@ -173,15 +226,13 @@ class BatchNormalization:
         return f"BatchNormalization({self.gamma!r}, {self.beta!r}, momentum={self.momentum})"
 
 
-class Dropout:
+class Dropout(BaseLayer):
     """Zero each input with probability `ratio` in training; the book scales by 1 − ratio at test.
 
     `inverted=True` is the modern convention instead: scale the kept inputs by 1/(1 − ratio) in
     training and pass everything through at test. The mask comes from `ctx.key`.
     """
 
-    contextual = True
-    #: Needs a random key in training mode.
     random = True
 
     def __init__(self, ratio=0.5, inverted=False):
@@ -189,10 +240,7 @@ class Dropout:
             raise ValueError(f"dropout ratio must be in [0, 1), got {ratio}")
         self.ratio, self.inverted = float(ratio), inverted
 
-    def init_state(self, params):
-        return {}
-
-    def forward(self, params, x, ctx):
+    def forward(self, params, x, ctx=INFERENCE):
         if not ctx.train:
             return (x if self.inverted else x * (1.0 - self.ratio)), None, {}
         if ctx.key is None:
@@ -204,7 +252,7 @@ class Dropout:
             mask = mask * (1.0 / (1.0 - self.ratio))
         return x * mask, mask, {}
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, need_dx=True):
         mask = cache
         if mask is None:  # inference mode
             return (dout if self.inverted else dout * (1.0 - self.ratio)), {}
@@ -214,12 +262,12 @@ class Dropout:
         return f"Dropout({self.ratio}{', inverted=True' if self.inverted else ''})"
 
 
-#: Activation layers by the names the book's models accept.
+#: Activation layers by the names the book's models accept (argparse choices: `list(ACTIVATIONS)`).
 ACTIVATIONS = {"sigmoid": Sigmoid, "relu": Relu}
 
 
 def activation_layer(name):
-    """A new activation layer from its name ('sigmoid' or 'relu')."""
+    """A new activation layer from its name ('sigmoid' or 'relu', any case)."""
     try:
         return ACTIVATIONS[str(name).lower()]()
     except KeyError:

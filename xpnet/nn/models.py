@@ -28,6 +28,12 @@ class Net:
         self.dtype = check_float_dtype(dtype)
         sizes = [check_int(size, name) for size, name in
                  zip(sizes, ["input_size", *["a hidden size"] * (len(sizes) - 2), "output_size"])]
+        self.sizes, self.activation = sizes, str(activation).lower()
+        self.weight_init_std = (weight_init_std.lower() if isinstance(weight_init_std, str)
+                                else weight_init_std)
+        self.weight_decay_lambda = weight_decay_lambda
+        self.batchnorm, self.dropout = bool(batchnorm), dropout_ratio  # (the ratio or None)
+        self.inverted_dropout = bool(inverted_dropout)
         if isinstance(weight_decay_lambda, (int, float)):  # (an array λ is the search's, checked there)
             check_number(weight_decay_lambda, "weight_decay_lambda", low=0)
         if dropout_ratio is not None:
@@ -110,6 +116,46 @@ class Net:
         return model_numerical_gradient(self.model, self.params, x, t, self.state, self.next_key(),
                                         chunk_bytes=chunk_bytes)
 
+    def config(self):
+        """What defines this net, JSON-able: its class and constructor arguments (not the seed
+        nor the backend), e.g. {"class": "TwoLayerNet", "input_size": 784, "hidden_size": 50,
+        "output_size": 10, "weight_init_std": 0.01, "activation": "sigmoid", "dtype": "float32"}.
+        `Net.from_config(config, backend, seed)` builds the net again."""
+        return {"class": type(self).__name__, **self._arguments(), "dtype": self.dtype}
+
+    @staticmethod
+    def from_config(config, backend=None, seed=None):
+        """The net that `config` (from `config()`) describes, its weights drawn from `seed`."""
+        arguments = dict(config)
+        name = arguments.pop("class", None)
+        if name not in NETS:
+            raise ConfigError(f"unknown net class {name!r}; known: {', '.join(NETS)}")
+        return NETS[name](**arguments, backend=backend, seed=seed)
+
+    def __repr__(self):
+        """The one-line description the CLI prints and saves in checkpoints, e.g.
+        "MultiLayerNetExtend(784, [100, 100], 10, relu, init he, weight decay 0.1, BatchNorm,
+        Dropout 0.5)": the sizes, activation and init, then only what differs from the plain net."""
+        lam = float(self.weight_decay_lambda)
+        hidden = self.sizes[1] if isinstance(self, TwoLayerNet) else self.sizes[1:-1]
+        extras = "".join([f", weight decay {lam}" if lam else "", ", BatchNorm" if self.batchnorm else "",
+                          "" if self.dropout is None else f", Dropout {float(self.dropout)}",
+                          " inverted" if self.dropout is not None and self.inverted_dropout else ""])
+        return (f"{self._name()}({self.input_size}, {hidden}, {self.output_size}, {self.activation}, "
+                f"init {_init(self.weight_init_std)}{extras})")
+
+    def _name(self):
+        return type(self).__name__
+
+    def _arguments(self):
+        """The constructor arguments of this class that define the net (JSON-able values)."""
+        raise NotImplementedError
+
+
+def _init(weight_init_std):
+    """weight_init_std as the config holds it: a name (lower case) or a float."""
+    return weight_init_std if isinstance(weight_init_std, str) else float(weight_init_std)
+
 
 class TwoLayerNet(Net):
     """Affine → activation → Affine → SoftmaxWithLoss, with the book's constructor and methods."""
@@ -118,6 +164,11 @@ class TwoLayerNet(Net):
                  activation="sigmoid", backend=None, seed=None, dtype="float32"):
         super().__init__([input_size, hidden_size, output_size], activation, weight_init_std, 0.0,
                          backend, seed, dtype)
+
+    def _arguments(self):
+        return {"input_size": self.input_size, "hidden_size": self.sizes[1],
+                "output_size": self.output_size, "weight_init_std": _init(self.weight_init_std),
+                "activation": self.activation}
 
 
 class MultiLayerNet(Net):
@@ -136,7 +187,12 @@ class MultiLayerNet(Net):
         super().__init__([input_size, *hidden, output_size], activation, weight_init_std,
                          weight_decay_lambda, backend, seed, dtype, **extend)
         self.hidden_size_list = hidden
-        self.weight_decay_lambda = weight_decay_lambda
+
+    def _arguments(self):
+        return {"input_size": self.input_size, "hidden_size_list": self.sizes[1:-1],
+                "output_size": self.output_size, "activation": self.activation,
+                "weight_init_std": _init(self.weight_init_std),
+                "weight_decay_lambda": float(self.weight_decay_lambda)}
 
 
 class MultiLayerNetExtend(MultiLayerNet):
@@ -158,3 +214,19 @@ class MultiLayerNetExtend(MultiLayerNet):
                          inverted_dropout=inverted_dropout)
         self.use_dropout, self.use_batchnorm = use_dropout, use_batchnorm
         self.dropout_ratio = ratio
+
+    def _arguments(self):
+        return {**super()._arguments(), "use_dropout": bool(self.use_dropout),
+                "dropout_ratio": float(self.dropout_ratio), "use_batchnorm": bool(self.use_batchnorm),
+                "inverted_dropout": self.inverted_dropout}
+
+    def _name(self):
+        """Without BatchNorm and Dropout it is the book's MultiLayerNet, and says so."""
+        return type(self).__name__ if self.use_batchnorm or self.use_dropout else "MultiLayerNet"
+
+
+#: The book's nets by class name (`Net.from_config`).
+NETS = {cls.__name__: cls for cls in (TwoLayerNet, MultiLayerNet, MultiLayerNetExtend)}
+#: The nets by the CLI's names (argparse choices: `list(MODELS)`); "multi-layer" is
+#: MultiLayerNetExtend, which is MultiLayerNet without use_batchnorm and use_dropout.
+MODELS = {"two-layer": TwoLayerNet, "multi-layer": MultiLayerNetExtend}

@@ -10,7 +10,11 @@ already owns that name; the eager form keeps its state on the optimizer object.
 
 A state is a NamedTuple of arrays: `count` (int32 steps taken), `hyper` (name -> 0-d float array
 of the hyperparameters, so one `jax.jit`-compiled `apply` serves any values) and the per-parameter
-slots (dicts keyed like `params`). The update formulas are the book's, eps = 1e-7 included.
+slots its class declares in `SLOTS` (dicts keyed like `params`). Optimizers that keep the same
+slots share a state class, as optax's momentum and Nesterov share `TraceState`:
+`SGDState` (no slot), `VelocityState` (Momentum, Nesterov), `SquaresState` (AdaGrad, RMSprop),
+`MomentsState` (Adam). Checkpoints store the slots by path: opt_state/velocity/W1, opt_state/m/W1.
+The update formulas are the book's, eps = 1e-7 included.
 """
 import inspect
 from typing import Any, NamedTuple
@@ -28,46 +32,43 @@ HYPER_RANGES = {"lr": (0, None), "momentum": (0, 1), "decay_rate": (0, 1), "beta
 
 
 class SGDState(NamedTuple):
+    """The state every optimizer has: the step count and the hyperparameters."""
     count: Any  # int32 0-d array: number of steps taken
     hyper: Any  # dict name -> 0-d float array
+    SLOTS = ()
 
 
-class MomentumState(NamedTuple):
+class VelocityState(NamedTuple):
+    """Momentum's and Nesterov's state: a velocity per parameter."""
     count: Any
     hyper: Any
     velocity: Any  # dict like params
+    SLOTS = ("velocity",)
 
 
-class NesterovState(NamedTuple):
+class SquaresState(NamedTuple):
+    """AdaGrad's and RMSprop's state: h, the sum (AdaGrad) or moving average (RMSprop) of the
+    squared gradients, per parameter."""
     count: Any
     hyper: Any
-    velocity: Any
+    h: Any
+    SLOTS = ("h",)
 
 
-class AdaGradState(NamedTuple):
+class MomentsState(NamedTuple):
+    """Adam's state: moving averages m of the gradients and v of their squares, per parameter."""
     count: Any
     hyper: Any
-    h: Any  # sum of squared gradients
-
-
-class RMSpropState(NamedTuple):
-    count: Any
-    hyper: Any
-    h: Any  # moving average of squared gradients
-
-
-class AdamState(NamedTuple):
-    count: Any
-    hyper: Any
-    m: Any  # moving average of gradients
-    v: Any  # moving average of squared gradients
+    m: Any
+    v: Any
+    SLOTS = ("m", "v")
 
 
 class Optimizer:
     """Shared plumbing: hyperparameters, state building, the parameter loop and the eager `update`.
 
-    A subclass names its `State` (whose fields after `count` and `hyper` are the slots, zeros at
-    the start) and writes `_step`, the update of one parameter.
+    A subclass names its `State` (its `SLOTS` start at zero) and writes `_step`, the update of
+    one parameter.
     """
 
     State = SGDState
@@ -102,7 +103,7 @@ class Optimizer:
         hyper = {name: xp.asarray(value, dtype=dtype, device=device)
                  for name, value in self.hyperparameters.items()}
         slots = {slot: {name: namespace_of(p).zeros_like(p) for name, p in params.items()}
-                 for slot in self.State._fields[2:]}
+                 for slot in self.State.SLOTS}
         return self.State(count=xp.zeros((), dtype=xp.int32, device=device), hyper=hyper, **slots)
 
     def with_hyper(self, state, **values):
@@ -122,7 +123,7 @@ class Optimizer:
     def apply(self, params, grads, state):
         """One step for every parameter: (new params, new state); the inputs are left unchanged."""
         count = namespace_of(state.count).asarray(state.count + 1)  # stays a 0-d array on NumPy
-        slot_names = self.State._fields[2:]
+        slot_names = self.State.SLOTS
         new_params, new_slots = {}, {slot: {} for slot in slot_names}
         cast = {}  # dtype -> (hyperparameters, step count) in that dtype, made once per step
         for name, p in params.items():
@@ -194,7 +195,7 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """Momentum SGD: v ← momentum·v - lr·g; W ← W + v (a ball rolling downhill)."""
 
-    State = MomentumState
+    State = VelocityState
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr=lr, momentum=momentum)
@@ -207,7 +208,7 @@ class Momentum(Optimizer):
 class Nesterov(Optimizer):
     """Nesterov's accelerated gradient in the book's form (momentum applied to the updated v)."""
 
-    State = NesterovState
+    State = VelocityState
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr=lr, momentum=momentum)
@@ -221,7 +222,7 @@ class Nesterov(Optimizer):
 class AdaGrad(Optimizer):
     """AdaGrad: h ← h + g²; W ← W - lr·g/(√h + eps), a learning rate decaying per element."""
 
-    State = AdaGradState
+    State = SquaresState
 
     def __init__(self, lr=0.01):
         super().__init__(lr=lr)
@@ -234,7 +235,7 @@ class AdaGrad(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop: AdaGrad with a moving average, h ← ρ·h + (1-ρ)·g², so old gradients fade."""
 
-    State = RMSpropState
+    State = SquaresState
 
     def __init__(self, lr=0.01, decay_rate=0.99):
         super().__init__(lr=lr, decay_rate=decay_rate)
@@ -248,19 +249,21 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     """Adam: moving averages m of g and v of g², with the book's bias correction folded into lr_t."""
 
-    State = AdamState
+    State = MomentsState
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         super().__init__(lr=lr, beta1=beta1, beta2=beta2)
 
     def _per_step(self, xp, hyper, t):
+        """lr_t: lr with both bias corrections; m_rate = 1 − β1 and v_rate = 1 − β2, how fast m
+        and v move towards g and g²."""
         b1, b2 = hyper["beta1"], hyper["beta2"]
         return {**hyper, "lr_t": hyper["lr"] * xp.sqrt(1 - b2**t) / (1 - b1**t),
-                "1-beta1": 1 - b1, "1-beta2": 1 - b2}
+                "m_rate": 1 - b1, "v_rate": 1 - b2}
 
     def _step(self, xp, w, g, slots, hyper, t):
-        m = slots["m"] + hyper["1-beta1"] * (g - slots["m"])
-        v = slots["v"] + hyper["1-beta2"] * (g * g - slots["v"])
+        m = slots["m"] + hyper["m_rate"] * (g - slots["m"])
+        v = slots["v"] + hyper["v_rate"] * (g * g - slots["v"])
         return w - hyper["lr_t"] * m / (xp.sqrt(v) + EPS), {"m": m, "v": v}
 
 
@@ -287,5 +290,5 @@ def make_optimizer(name, **hyperparameters):
 
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
-           "SGDState", "MomentumState", "NesterovState", "AdaGradState", "RMSpropState", "AdamState",
+           "SGDState", "VelocityState", "SquaresState", "MomentsState",
            "OPTIMIZERS", "ALIASES", "make_optimizer"]

@@ -39,7 +39,7 @@ DEFAULT_CHUNK_BYTES = 8 * 2**20  # fastest on a 2-core CPU (bench/); peak memory
 def supports_structured_gradient(model):
     """True when `model` is Affine layers and elementwise activations followed by SoftmaxWithLoss."""
     return isinstance(model.loss_layer, SoftmaxWithLoss) and all(
-        isinstance(layer, Affine) or getattr(layer, "elementwise", False) for layer in model.layers)
+        isinstance(layer, Affine) or layer.elementwise for layer in model.layers)
 
 
 def model_numerical_gradient(model, params, x, t, state=None, key=None, weight_decay=None,
@@ -94,11 +94,10 @@ def structured_numerical_gradient(model, params, x, t, h=H, chunk_bytes=DEFAULT_
             backend.asarray(a, x.dtype if a.dtype.kind == "f" else backend.index_dtype) for a in pairs)
         grads[layer.weight], grads[layer.bias] = _program(backend, model, l)(
             params, outputs, t, samples, values, features, entry_pair, step)
-    if model.decayed_weights(weight_decay):
-        if isinstance(weight_decay, (int, float)):  # an array, so the program serves any value
-            weight_decay = backend.asarray(weight_decay, x.dtype)
-        for name, term in _program(backend, model, "decay")(params, weight_decay, step).items():
-            grads[name] = grads[name] + term
+    if isinstance(weight_decay, (int, float)):  # an array, so the program serves any value
+        weight_decay = backend.asarray(weight_decay, x.dtype)  # (None: the model's λ, built in)
+    for name, term in _program(backend, model, "decay")(params, weight_decay, step).items():
+        grads[name] = grads[name] + term  # + 0.0 for λ = 0
     return {name: grads[name] for name in params}
 
 
@@ -209,7 +208,7 @@ def _build_forward(backend, model, part):
         inputs, out = [], x
         for layer in layers:
             inputs.append(xp.reshape(out, (out.shape[0], -1)) if isinstance(layer, Affine) else out)
-            out, _ = layer.forward(params, out)
+            out = layer.forward(params, out)[0]
         return inputs, inputs[1:] + [out]
 
     return forward
@@ -222,7 +221,7 @@ def _build_decay(backend, model, part):
 
     def decay(params, weight_decay, h):
         terms = {}
-        for name in model.decayed_weights(weight_decay):
+        for name in model.decayed_weights():
             w, lam = params[name], model.decay(params[name], weight_decay)
             terms[name] = (0.5 * lam * (w + h) ** 2 - 0.5 * lam * (w - h) ** 2) / (2 * h)
         return terms
@@ -270,7 +269,7 @@ def _build_loss_differences(backend, layers, l):
         else:
             z = base[:, :, None] + moved                                # (P, d_out, ±)
             for between in layers[l + 1:m]:                              # elementwise
-                z, _ = between.forward(params, z)
+                z = between.forward(params, z)[0]
             dz = z - xp.take(outputs[m - 1], samples, axis=0)[:, :, None]  # change of input j of layer m
             rows = xp.take(outputs[m], samples, axis=0)                 # (P, D)
             delta = dz[..., None] * params[layers[m].weight][None, :, None, :]  # rank-1 update
