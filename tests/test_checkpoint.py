@@ -142,3 +142,28 @@ def test_resume_refuses_a_checkpoint_of_a_different_run(tmp_path):
     fit_extend(extend_net("numpy"), 1, checkpoint=path, config={"model": "A"})
     with pytest.raises(DataError, match=r"different run: model 'A' there, 'B' now"):
         fit_extend(extend_net("numpy"), 2, checkpoint=path, resume=True, config={"model": "B"})
+
+
+def test_a_checkpoint_from_before_every_net_kept_its_weight_decay_still_resumes(tmp_path):
+    """Checkpoints of nets without weight decay had no `weight_decay` entry: λ = 0 is taken."""
+    from xpnet.nn import SGD, TwoLayerNet
+    from xpnet.nn.training import fit
+    from tests.test_training import toy_data
+
+    x, t = toy_data()
+
+    def run(path, epochs, resume=False):
+        net = TwoLayerNet(20, 10, 3, backend="numpy", seed=5, dtype="float64")
+        result = fit(net, SGD(lr=0.1), (x[:400], t[:400]), (x[400:], t[400:]), epochs=epochs,
+                     batch_size=16, progress=False, checkpoint=path, resume=resume)
+        return net, result
+
+    path, old = tmp_path / "run.npz", tmp_path / "old.npz"
+    run(path, 1)
+    with np.load(path) as data:
+        assert "weight_decay" in data.files
+        arrays = {name: data[name] for name in data.files if name != "weight_decay"}
+    np.savez(old, **arrays)
+    (net_new, new), (net_old, from_old) = run(path, 2, resume=True), run(old, 2, resume=True)
+    assert [e[:4] for e in new.epochs] == [e[:4] for e in from_old.epochs]  # all but the times
+    np.testing.assert_array_equal(net_new.params["W1"], net_old.params["W1"])

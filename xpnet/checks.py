@@ -5,9 +5,6 @@ import os
 from numbers import Integral, Real
 
 from xpnet.backends import dtype_name
-# transitional: the data checks live in xpnet.data.validation; this re-export goes once
-# xpnet/nn/models.py imports check_labels from there
-from xpnet.data.validation import check_labels  # noqa: F401
 from xpnet.errors import ConfigError
 
 FLOAT_DTYPES = ("float32", "float64")

@@ -7,9 +7,14 @@ import math
 from xpnet.backends import BACKEND_NAMES, DEFAULT_BACKEND, DEVICE_VAR, ENV_VAR, get_backend
 from xpnet.errors import XpnetError
 from xpnet.files import atomic_write
+from xpnet.nn.layers import ACTIVATIONS
+from xpnet.nn.models import MODELS
+from xpnet.nn.optimizers import OPTIMIZERS
 
 #: The backends --help advertises; array-api-strict (a test backend) is accepted too.
 ADVERTISED_BACKENDS = tuple(n for n in BACKEND_NAMES if n != "array-api-strict")
+#: The choices of --model, --activation and --optimizer: the registries' names.
+MODEL_NAMES, ACTIVATION_NAMES, OPTIMIZER_NAMES = tuple(MODELS), tuple(ACTIVATIONS), tuple(OPTIMIZERS)
 
 
 def add_data_args(parser):
@@ -28,18 +33,18 @@ def add_data_args(parser):
 
 
 def add_model_args(parser, smooth=False):
-    parser.add_argument("--model", choices=("two-layer", "multi-layer"), default="two-layer",
+    parser.add_argument("--model", choices=MODEL_NAMES, default="two-layer",
                         help="TwoLayerNet (chapter 4/5) or MultiLayerNet (chapter 6)")
     parser.add_argument("--hidden", type=positive_int, default=50,
                         help="hidden units of two-layer (default: 50)")
     parser.add_argument("--hidden-sizes", type=_sizes, default=[100, 100, 100, 100],
                         help="hidden layer sizes of multi-layer (default: 100,100,100,100)")
     if smooth:
-        parser.add_argument("--activation", choices=("sigmoid", "relu"), default="sigmoid",
+        parser.add_argument("--activation", choices=ACTIVATION_NAMES, default="sigmoid",
                             help="default: sigmoid, which is smooth; ReLU's kink at 0 spoils central "
                                  "differences wherever a perturbation moves a pre-activation across it")
     else:
-        parser.add_argument("--activation", choices=("sigmoid", "relu"), default=None,
+        parser.add_argument("--activation", choices=ACTIVATION_NAMES, default=None,
                             help="default: sigmoid for two-layer, relu for multi-layer (as in the book)")
     parser.add_argument("--weight-init", "--weight-init-std", dest="weight_init", type=_weight_init,
                         default=None, help="std of the initial weights, or xavier|sigmoid (√(1/n)) "
@@ -103,31 +108,24 @@ def load_data(args):
 
 
 def build_net(args, input_size, backend, dtype):
-    """The net that --model and its options describe, and a one-line description of it."""
-    from xpnet.nn import MultiLayerNetExtend, TwoLayerNet
-
+    """The net that --model and its options describe, and its one-line description (its repr,
+    which checkpoints keep as the run's model)."""
     if args.model == "two-layer":
         for flag, value in (("--weight-decay", args.weight_decay), ("--batchnorm", args.batchnorm),
                             ("--dropout", args.dropout)):
             if value:
                 raise XpnetError(f"{flag} needs --model multi-layer (TwoLayerNet has none, as in the book)")
-        activation = args.activation or "sigmoid"
-        init = 0.01 if args.weight_init is None else args.weight_init
-        net = TwoLayerNet(input_size, args.hidden, 10, weight_init_std=init, activation=activation,
-                          backend=backend, seed=args.seed, dtype=dtype)
-        return net, f"TwoLayerNet({input_size}, {args.hidden}, 10, {activation}, init {init})"
-    activation = args.activation or "relu"
-    init = "he" if args.weight_init is None else args.weight_init
-    net = MultiLayerNetExtend(input_size, args.hidden_sizes, 10, activation=activation,
-                              weight_init_std=init, weight_decay_lambda=args.weight_decay,
-                              use_dropout=args.dropout is not None, dropout_ratio=args.dropout or 0.5,
-                              use_batchnorm=args.batchnorm, backend=backend, seed=args.seed, dtype=dtype)
-    extras = "".join([f", weight decay {args.weight_decay}" if args.weight_decay else "",
-                      ", BatchNorm" if args.batchnorm else "",
-                      f", Dropout {args.dropout}" if args.dropout is not None else ""])
-    name = "MultiLayerNetExtend" if args.batchnorm or args.dropout is not None else "MultiLayerNet"
-    sizes = ", ".join(map(str, args.hidden_sizes))
-    return net, f"{name}({input_size}, [{sizes}], 10, {activation}, init {init}{extras})"
+        net = MODELS["two-layer"](input_size, args.hidden, 10, activation=args.activation or "sigmoid",
+                                  weight_init_std=0.01 if args.weight_init is None else args.weight_init,
+                                  backend=backend, seed=args.seed, dtype=dtype)
+    else:
+        net = MODELS["multi-layer"](
+            input_size, args.hidden_sizes, 10, activation=args.activation or "relu",
+            weight_init_std="he" if args.weight_init is None else args.weight_init,
+            weight_decay_lambda=args.weight_decay, use_dropout=args.dropout is not None,
+            dropout_ratio=0.5 if args.dropout is None else args.dropout,
+            use_batchnorm=args.batchnorm, backend=backend, seed=args.seed, dtype=dtype)
+    return net, repr(net)
 
 
 def write_json(path, document):

@@ -5,8 +5,8 @@ import sys
 
 from tqdm.auto import tqdm
 
-from xpnet.cli.options import (add_data_args, add_model_args, build_net, load_data,
-                               positive_int, write_json)
+from xpnet.cli.options import (OPTIMIZER_NAMES, add_data_args, add_model_args, build_net,
+                               load_data, positive_int, write_json)
 from xpnet.errors import DivergedError, XpnetError
 from xpnet.files import check_writable
 
@@ -19,8 +19,7 @@ def add_parser(commands):
     add_model_args(train)
     train.add_argument("--epochs", type=positive_int, default=10)
     train.add_argument("--batch-size", type=positive_int, default=100)
-    train.add_argument("--optimizer", type=str.lower, default="sgd",
-                       choices=("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"))
+    train.add_argument("--optimizer", type=str.lower, default="sgd", choices=OPTIMIZER_NAMES)
     train.add_argument("--lr", type=float, default=None,
                        help="learning rate (default: the book's for the optimizer: 0.01, Adam 0.001)")
     train.add_argument("--gradient", choices=("backprop", "numerical"), default="backprop",

@@ -38,11 +38,9 @@ class Group(NamedTuple):
 
 def group(nets, optimizer, weight_decays=None):
     """The Group of `nets` (same layers) trained by `optimizer`; `weight_decays` gives each net
-    its λ (the model must have been built with a non-zero λ so that it has the decay terms)."""
+    its λ (else each keeps its own)."""
     states = [initial_train_state(net, optimizer) for net in nets]
     if weight_decays is not None:
-        if states[0].weight_decay is None:
-            raise ValueError("per-net weight decays need nets built with a non-zero weight_decay_lambda")
         states = [s._replace(weight_decay=nets[0].backend.asarray(lam, s.weight_decay.dtype))
                   for s, lam in zip(states, weight_decays)]
     return Group(nets[0].model, optimizer, states)

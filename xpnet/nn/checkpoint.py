@@ -20,6 +20,9 @@ from xpnet.errors import DataError, XpnetError
 from xpnet.files import atomic_write, check_writable, exclusive_lock, remove_stale_parts
 
 FORMAT = "xpnet-checkpoint-1"
+#: Entries a checkpoint of this format may lack, which then take the run's own value: λ, stored
+#: only for nets with weight decay before every net applied it (as 0 where it has none).
+DEFAULTED = ("weight_decay",)
 _META = "__meta__"
 
 
@@ -53,6 +56,8 @@ def load_checkpoint(path, template, backend, config=None):
             f"{k} {saved.get(k)!r} there, {config.get(k)!r} now" for k in changed))
     expected = {}
     _flatten(template, "", expected)
+    for name in set(DEFAULTED) & set(expected) - set(stored):  # a checkpoint from before it was kept
+        stored[name] = backend_of(expected[name]).to_numpy(expected[name])
     missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or extra:
         raise DataError(f"{path} does not fit this run: missing {_some(missing)}, unexpected "

@@ -2,8 +2,8 @@
 import numpy as np
 
 from xpnet.backends import get_backend
-from xpnet.checks import (check_fits_in_memory, check_float_dtype, check_int, check_labels,
-                          check_number, check_seed)
+from xpnet.checks import check_fits_in_memory, check_float_dtype, check_int, check_number, check_seed
+from xpnet.data.validation import check_labels
 from xpnet.errors import ConfigError
 from xpnet.nn.init import affine_params, host_rng
 from xpnet.nn.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss, activation_layer

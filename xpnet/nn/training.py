@@ -48,14 +48,13 @@ class TrainState(NamedTuple):
     opt_state: Any
     net_state: dict      # BatchNorm running statistics ({} without BatchNorm)
     step: Any            # int32 0-d: batches trained so far; Dropout keys derive from it
-    weight_decay: Any    # λ as an array (None without decay): one compiled step serves any value
+    weight_decay: Any    # λ as a 0-d array (0 without decay): one compiled step serves any value
 
 
 def initial_train_state(net, optimizer):
     """The TrainState of a run starting from `net`'s current params and state."""
     backend = net.backend
-    decays = net.model.decayed_weights()
-    weight_decay = net.model.decay(net.params[decays[0]]) if decays else None
+    weight_decay = net.model.decay(net.params[net.model.decayed_weights()[0]])
     return TrainState(dict(net.params), optimizer.init(net.params), dict(net.state),
                       backend.xp.zeros((), dtype=backend.xp.int32, device=backend.device), weight_decay)
 

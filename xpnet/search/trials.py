@@ -47,7 +47,7 @@ def _epoch_program(backend, dtype):
     hyperparameters live in the states (lr in opt_state.hyper, λ in weight_decay), so one program
     serves every trial."""
     be = get_backend(backend)
-    model = MultiLayerNet(784, HIDDEN, 10, weight_decay_lambda=1.0, backend=be, dtype=dtype).model
+    model = MultiLayerNet(784, HIDDEN, 10, backend=be, dtype=dtype).model
     chunk, _ = stacked_programs(be, [(model, SGD())])
 
     def epoch(states, x, t, orders, e, evals):
