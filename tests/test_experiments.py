@@ -14,7 +14,7 @@ from xpnet.cli import main
 from xpnet.data import load_dataset
 from xpnet.experiments import EXPERIMENTS
 from xpnet.experiments.helpers import group, smooth, train_groups
-from xpnet.nn.batching import epoch_orders, iteration_orders
+from xpnet.nn.batching import epoch_orders
 from xpnet.nn import MultiLayerNetExtend, make_optimizer
 from xpnet.nn.training import fit
 
@@ -202,14 +202,6 @@ def test_nets_trained_together_equal_nets_trained_alone(backend):
                     batch_size=50, seed=7, progress=False)
         np.testing.assert_allclose(losses[k], alone.batch_losses, rtol=2e-4, atol=1e-5)
         assert counts[k, -1, 0] == round(alone.epochs[-1].test_acc * 100)
-
-
-def test_iteration_orders_are_fits_epochs_back_to_back():
-    orders = iteration_orders(5, 1000, 128, 20, 10)
-    assert orders.shape == (2, 10, 128)
-    first_epoch = orders.reshape(-1, 128)[:7].ravel()  # 1000 // 128 = 7 batches per epoch
-    assert len(set(first_epoch.tolist())) == 7 * 128  # a permutation: no sample twice in an epoch
-    assert not np.array_equal(orders.reshape(-1, 128)[7], orders.reshape(-1, 128)[0])
 
 
 def test_smooth_is_a_trailing_moving_average():
