@@ -23,6 +23,8 @@ from xpnet.nn.layers import (
     Sigmoid,
     SoftmaxWithLoss,
 )
+from xpnet.nn.conv import Convolution, Pooling, col2im, conv_output_size, im2col
+from xpnet.nn.convnets import DeepConvNet, SimpleConvNet
 from xpnet.nn.models import MODELS, MultiLayerNet, MultiLayerNetExtend, Net, TwoLayerNet
 from xpnet.nn.network import Sequential
 from xpnet.nn.optimizers import (
@@ -47,4 +49,5 @@ __all__ = [
     "Net", "TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "MODELS",
     "Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "OPTIMIZERS",
     "make_optimizer", "Trainer",
+    "im2col", "col2im", "conv_output_size", "Convolution", "Pooling", "SimpleConvNet", "DeepConvNet",
 ]
