@@ -100,3 +100,28 @@ def test_deep_convnet_builds_and_takes_a_gradient_step(name):
     updated = {k: backend.to_numpy(v - 0.01 * grads[k]) for k, v in net.params.items()}
     assert all(np.all(np.isfinite(v)) for v in updated.values())
     assert not np.array_equal(updated["W1"], backend.to_numpy(net.params["W1"]))
+
+
+def test_fit_trains_a_conv_net_on_images_and_names_flat_ones():
+    from xpnet.errors import DataError
+    from xpnet.nn import Adam
+    from xpnet.nn.training import fit
+
+    rng = np.random.default_rng(0)
+    x, t = rng.random((40, 1, 10, 10)), rng.integers(0, 10, 40)
+    net = SimpleConvNet(input_dim=(1, 10, 10), conv_param={"filter_num": 4, "filter_size": 3,
+                                                           "pad": 0, "stride": 1},
+                        hidden_size=10, backend="numpy", seed=0)
+    result = fit(net, Adam(), (x, t), (x, t), epochs=2, batch_size=10, progress=False)
+    assert [r.epoch for r in result.epochs] == [1, 2] and np.isfinite(result.batch_losses).all()
+    with pytest.raises(DataError, match=r"images must have shape \(N, 1, 10, 10\), got \(40, 100\); "
+                                        r"load them with flatten=False"):
+        fit(net, Adam(), (x.reshape(40, -1), t), (x, t), epochs=1, batch_size=10, progress=False)
+
+
+def test_the_cli_trains_the_books_conv_nets_as_they_are(capsys):
+    from xpnet.cli import main
+
+    status = main(["train", "--model", "simple-conv", "--weight-decay", "0.1", "--dataset", "mnist-5k"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--weight-decay is an option of the two-layer and multi-layer nets" in err

@@ -1,8 +1,11 @@
 """`xpnet gradcheck`: one batch's gradient by backprop, by central differences and (on JAX) by
 jax.grad, compared."""
 
+import numpy as np
+
 from xpnet.cli.options import add_data_args, add_model_args, build_net, load_data, positive_int
 from xpnet.errors import XpnetError
+from xpnet.nn.convnets import CONV_MODELS, SimpleConvNet
 
 
 def add_parser(commands):
@@ -26,12 +29,25 @@ def run(args):
     backend, _, data = load_data(args)
     from xpnet.nn.gradcheck import gradient_check
 
-    (x_train, t_train), _ = data.arrays(normalize=True, flatten=True)
+    conv = args.model in CONV_MODELS
+    (x_train, t_train), _ = data.arrays(normalize=True, flatten=not conv)
     if args.batch_size > len(x_train):
         raise XpnetError(f"--batch-size {args.batch_size} is larger than the training set ({len(x_train)})")
-    net, description = build_net(args, x_train.shape[1], backend, args.dtype)
     x, t = x_train[:args.batch_size], t_train[:args.batch_size]
-    print(f"model: {description}, {args.dtype}, the first {args.batch_size} training images")
+    if args.model == "deep-conv":
+        raise XpnetError("gradcheck checks simple-conv (the book's small check net), two-layer or "
+                         "multi-layer; deep-conv's numerical gradient takes hours")
+    if conv:  # the book's check (ch07/gradient_check.py): 10 filters of 3×3 on random 10×10
+        # images; a digit's blank pixels would put ReLU's kink exactly under every bias
+        x = np.random.default_rng(args.seed).random((len(t), 1, 10, 10))
+        net = SimpleConvNet(input_dim=(1, 10, 10), conv_param={"filter_num": 10, "filter_size": 3,
+                                                               "pad": 0, "stride": 1},
+                            hidden_size=10, backend=backend, seed=args.seed, dtype=args.dtype)
+        description = repr(net)
+    else:
+        net, description = build_net(args, x_train.shape[1:], backend, args.dtype)
+    print(f"model: {description}, {args.dtype}, the first {args.batch_size} training images"
+          + (" as labels of random 10×10 images" if conv else ""))
     result = gradient_check(net, x, t, tolerance=args.tolerance)
 
     methods = list(dict.fromkeys(e.method for e in result.errors))

@@ -8,6 +8,7 @@ from xpnet.backends import BACKEND_NAMES, DEFAULT_BACKEND, DEVICE_VAR, ENV_VAR, 
 from xpnet.errors import XpnetError
 from xpnet.files import atomic_write
 from xpnet.nn.layers import ACTIVATIONS
+from xpnet.nn.convnets import CONV_MODELS
 from xpnet.nn.models import MODELS
 from xpnet.nn.optimizers import OPTIMIZERS
 
@@ -34,7 +35,8 @@ def add_data_args(parser):
 
 def add_model_args(parser, smooth=False):
     parser.add_argument("--model", choices=MODEL_NAMES, default="two-layer",
-                        help="TwoLayerNet (chapter 4/5) or MultiLayerNet (chapter 6)")
+                        help="TwoLayerNet (chapter 4/5), MultiLayerNet (chapter 6), SimpleConvNet "
+                             "(chapter 7) or DeepConvNet (chapter 8)")
     parser.add_argument("--hidden", type=positive_int, default=50,
                         help="hidden units of two-layer (default: 50)")
     parser.add_argument("--hidden-sizes", type=_sizes, default=[100, 100, 100, 100],
@@ -107,9 +109,19 @@ def load_data(args):
     return backend, name, data
 
 
-def build_net(args, input_size, backend, dtype):
-    """The net that --model and its options describe, and its one-line description (its repr,
-    which checkpoints keep as the run's model)."""
+def build_net(args, input_shape, backend, dtype):
+    """The net that --model and its options describe for samples of `input_shape`, and its
+    one-line description (its repr, which checkpoints keep as the run's model)."""
+    if args.model in CONV_MODELS:
+        for flag, value in (("--weight-decay", args.weight_decay), ("--batchnorm", args.batchnorm),
+                            ("--dropout", args.dropout), ("--activation", args.activation),
+                            ("--weight-init", args.weight_init)):
+            if value:
+                raise XpnetError(f"{flag} is an option of the two-layer and multi-layer nets; "
+                                 f"{args.model} is the book's net as it is")
+        net = MODELS[args.model](input_dim=input_shape, backend=backend, seed=args.seed, dtype=dtype)
+        return net, repr(net)
+    input_size = input_shape[0]
     if args.model == "two-layer":
         for flag, value in (("--weight-decay", args.weight_decay), ("--batchnorm", args.batchnorm),
                             ("--dropout", args.dropout)):

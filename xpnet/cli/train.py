@@ -8,18 +8,20 @@ from tqdm.auto import tqdm
 from xpnet.cli.options import (OPTIMIZER_NAMES, add_data_args, add_model_args, build_net,
                                load_data, positive_int, write_json)
 from xpnet.errors import DivergedError, XpnetError
+from xpnet.nn.convnets import CONV_MODELS
 from xpnet.files import check_writable
 
 
 def add_parser(commands):
-    train = commands.add_parser("train", help="train TwoLayerNet or MultiLayerNet(Extend) on MNIST-format data",
+    train = commands.add_parser("train", help="train one of the book's nets on MNIST-format data",
                                 description="Train one of the book's nets with mini-batch gradient "
                                             "descent and report loss, accuracy and time per epoch.")
     add_data_args(train)
     add_model_args(train)
     train.add_argument("--epochs", type=positive_int, default=10)
     train.add_argument("--batch-size", type=positive_int, default=100)
-    train.add_argument("--optimizer", type=str.lower, default="sgd", choices=OPTIMIZER_NAMES)
+    train.add_argument("--optimizer", type=str.lower, default=None, choices=OPTIMIZER_NAMES,
+                       help="default: adam for the conv nets (as the book trains them), else sgd")
     train.add_argument("--lr", type=float, default=None,
                        help="learning rate (default: the book's for the optimizer: 0.01, Adam 0.001)")
     train.add_argument("--gradient", choices=("backprop", "numerical"), default="backprop",
@@ -50,10 +52,12 @@ def run(args):
     from xpnet.nn.optimizers import make_optimizer
     from xpnet.nn.training import fit
 
-    (x_train, t_train), (x_test, t_test) = data.arrays(normalize=True, flatten=True)
+    conv = args.model in CONV_MODELS
+    (x_train, t_train), (x_test, t_test) = data.arrays(normalize=True, flatten=not conv)
     dtype = args.dtype or ("float64" if args.gradient == "numerical" else "float32")
-    net, description = build_net(args, x_train.shape[1], backend, dtype)
-    optimizer = make_optimizer(args.optimizer, **({} if args.lr is None else {"lr": args.lr}))
+    net, description = build_net(args, x_train.shape[1:], backend, dtype)
+    optimizer = make_optimizer(args.optimizer or ("adam" if conv else "sgd"),
+                               **({} if args.lr is None else {"lr": args.lr}))
     print(f"model: {description}, {optimizer!r}, batch {args.batch_size}, {dtype}, "
           f"{args.gradient} gradients")
 

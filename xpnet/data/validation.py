@@ -7,16 +7,19 @@ from xpnet.backends import backend_of, dtype_name, namespace_of
 from xpnet.errors import DataError
 
 
-def check_classification_data(x, t, num_features, num_classes, name):
-    """Raise DataError unless x (N, num_features) and t (labels or one-hot) fit a classifier.
+def check_classification_data(x, t, input_shape, num_classes, name):
+    """Raise DataError unless x (N, *input_shape) and t (labels or one-hot) fit a classifier;
+    `input_shape` is a tuple ((C, H, W) for a conv net) or the number of features.
 
     Host or device arrays alike: the checks run where the data is, and only their verdicts (a
     few scalars, once per run) come to the host."""
     x, t = (a if hasattr(a, "shape") else np.asarray(a) for a in (x, t))  # lists too
     xp = namespace_of(x)
-    if x.ndim != 2 or x.shape[1] != num_features:
-        raise DataError(f"{name}: images must have shape (N, {num_features}), got {tuple(x.shape)}; "
-                        "load them with flatten=True")
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    if tuple(x.shape[1:]) != shape:
+        want = ", ".join(["N", *map(str, shape)])
+        raise DataError(f"{name}: images must have shape ({want}), got {tuple(x.shape)}; load "
+                        f"them with flatten={len(shape) == 1}")
     if xp.isdtype(x.dtype, "real floating") and x.shape[0] and not _value(xp.all(xp.isfinite(x))):
         raise DataError(f"{name}: images contain NaN or infinite values")
     check_labels(x, t, num_classes, name)

@@ -14,7 +14,7 @@ from xpnet.errors import ConfigError
 from xpnet.nn.conv import Convolution, Pooling, conv_output_size
 from xpnet.nn.init import host_rng
 from xpnet.nn.layers import Affine, Dropout, Relu, SoftmaxWithLoss
-from xpnet.nn.models import Net
+from xpnet.nn.models import MODELS, NETS, Net
 from xpnet.nn.network import Sequential
 
 
@@ -55,6 +55,7 @@ class ConvNet(Net):
         self.dtype = check_float_dtype(dtype)
         self.input_dim = input_dim
         self.input_size, self.output_size = math.prod(input_dim), output_size
+        self.input_shape = input_dim
         self.weight_decay_lambda, self.batchnorm, self.dropout = 0.0, False, None
         self.inverted_dropout = False
         self.model = Sequential(layers, SoftmaxWithLoss())
@@ -155,3 +156,10 @@ class DeepConvNet(ConvNet):
         return {"input_dim": list(self.input_dim), "hidden_size": self.hidden_size,
                 "output_size": self.output_size, "dropout_ratio": self.dropout_ratio,
                 "final_dropout": self.final_dropout}
+
+
+# Registered where nets are found by class name (Net.from_config) and by the CLI's --model.
+NETS.update({cls.__name__: cls for cls in (SimpleConvNet, DeepConvNet)})
+MODELS.update({"simple-conv": SimpleConvNet, "deep-conv": DeepConvNet})
+#: The CLI names of the conv nets: they take (N, C, H, W) images and train with Adam by default.
+CONV_MODELS = ("simple-conv", "deep-conv")

@@ -42,6 +42,7 @@ class Net:
         check_fits_in_memory(sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:])), 8 + 8,
                              "the net's initial weights")
         self.input_size, self.output_size = sizes[0], sizes[-1]
+        self.input_shape = (self.input_size,)  # one sample's shape, as fit checks the data
         rng = host_rng(check_seed(seed))
         host = affine_params(rng, sizes, weight_init_std)
         layers = []

@@ -264,8 +264,8 @@ def _check(net, train, test, epochs, batch_size, seed, eval_samples):
     seed = check_seed(seed)
     if eval_samples is not None:
         check_int(eval_samples, "eval_samples")
-    check_classification_data(*train, net.input_size, net.output_size, "training data")
-    check_classification_data(*test, net.input_size, net.output_size, "test data")
+    check_classification_data(*train, net.input_shape, net.output_size, "training data")
+    check_classification_data(*test, net.input_shape, net.output_size, "test data")
     n_batches = train[0].shape[0] // batch_size
     if n_batches == 0:
         raise ConfigError(f"batch size {batch_size} is larger than the training set "
