@@ -268,8 +268,10 @@ def test_config_holds_the_constructor_arguments():
 
 def test_model_registry_names_the_cli_models():
     from xpnet.nn import MODELS
+    from xpnet.nn.convnets import DeepConvNet, SimpleConvNet
 
-    assert MODELS == {"two-layer": TwoLayerNet, "multi-layer": MultiLayerNetExtend}
+    assert MODELS == {"two-layer": TwoLayerNet, "multi-layer": MultiLayerNetExtend,
+                      "simple-conv": SimpleConvNet, "deep-conv": DeepConvNet}
 
 
 def test_every_net_has_weight_decay_terms_and_lambda_zero_changes_nothing(backend):
