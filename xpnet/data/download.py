@@ -32,8 +32,6 @@ _CHUNK = 1 << 20
 #: (the largest MNIST file is 9.9 MB: about 17 kB/s at least).
 DEFAULT_DEADLINE = 600.0
 DEADLINE_ENV = "XPNET_DOWNLOAD_DEADLINE"
-#: Without flock, a ``.part`` file counts as stale (and is removed) only when this old.
-STALE_PART_AGE = 24 * 3600.0
 
 
 class _DeadlinePassed(Exception):
@@ -82,8 +80,8 @@ def download(url: str, dest: str | os.PathLike, sha256: str, timeout: float = 60
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(dest.parent / f".{dest.name}.lock", busy, wait=deadline):
-            # holding the lock, no one else writes dest: its .part files are killed downloads'
-            remove_stale_parts(dest, older_than=0 if HAVE_FLOCK else STALE_PART_AGE)
+            if HAVE_FLOCK:  # holding the lock, no one else writes dest: its parts are killed
+                remove_stale_parts(dest)  # downloads' (without flock, atomic_write's age rule)
             with atomic_write(dest) as out:
                 actual = _fetch(url, out, timeout, stop)
                 if actual != sha256.lower():
