@@ -87,6 +87,7 @@ def claim_checkpoint(path, *, resume=False, overwrite=False):
                          "checkpoint, --overwrite starts it over")
     check_writable(path, "checkpoint")
     path = Path(path)
+
     def busy(pid):
         return DataError(f"{path} is in use by another run (pid {pid}); wait for it to end or "
                          "stop it, or choose another --checkpoint path")
