@@ -185,7 +185,7 @@ def gradcheck_rows(out):
     for line in out.splitlines():
         parts = line.split()
         if parts and parts[0][:1] in "Wb" and parts[0][1:].isdigit():
-            rows[parts[0]] = [float(p) for p in parts[-4:] if "e" in p]
+            rows[parts[0]] = [float(p) for p in parts[1:] if "e" in p]
     return rows
 
 
@@ -201,6 +201,17 @@ def test_gradcheck_passes_on_a_smooth_net(backend, capsys):
     assert all(0 < max_rel < 1e-5 for row in rows.values() for max_rel in row[1::2])
     assert ("jax.grad" in out) == (backend == "jax")
     assert "numerical" in out and "backprop" in out and out.rstrip().splitlines()[-1].startswith("OK")
+
+
+def test_gradcheck_simple_conv_checks_the_book_net_on_one_image(capsys):
+    status = main(["gradcheck", "--model", "simple-conv", "--dataset", "mnist-5k", "--backend", "numpy"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "SimpleConvNet(input_dim=[1, 10, 10]" in out and "the first 1 training images" in out
+    rows = gradcheck_rows(out)
+    assert list(rows) == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    assert all(max_rel < 1e-5 for row in rows.values() for max_rel in row[1::2])
+    assert out.rstrip().splitlines()[-1].startswith("OK") and "checked again, and passed" in out
 
 
 def test_gradcheck_multi_layer_with_weight_decay(capsys):

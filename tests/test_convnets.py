@@ -26,7 +26,18 @@ def test_simple_convnet_backprop_matches_the_numerical_gradient():
     net = small_net("numpy", std=0.1, seed=0)
     x, t = np.random.default_rng(0).random((1, 1, 10, 10)), np.array([1])
     result = gradient_check(net, x, t, repeat=1)
+    assert result.passed and not any(e.kinks for e in result.errors), result.errors
+
+
+def test_the_book_check_net_passes_with_its_kinks_checked_at_the_smaller_step():
+    """The book's weight_init_std 0.01 puts ReLU inputs within 1e-4 of 0: the entries whose ±1e-4
+    step crosses one fail at 1e-4 and pass at 1e-6, and are counted."""
+    net = small_net("numpy", seed=0)
+    x, t = np.random.default_rng(0).random((1, 1, 10, 10)), np.array([1])
+    result = gradient_check(net, x, t, repeat=1)
     assert result.passed, result.errors
+    assert sum(e.kinks for e in result.errors) > 0
+    assert all(e.max_rel < 1e-5 for e in result.errors)
 
 
 def test_simple_convnet_agrees_across_backends(backend):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from xpnet.errors import ConfigError
-from xpnet.nn import MultiLayerNetExtend, TwoLayerNet
+from xpnet.nn import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 from xpnet.nn.central_differences import H
-from xpnet.nn.gradcheck import TOLERANCES, GradCheckResult, gradient_check
+from xpnet.nn.gradcheck import KINK_STEP, TOLERANCES, GradCheckResult, gradient_check
 
 
 def batch(n=6, features=8, classes=4, seed=0):
@@ -71,6 +71,38 @@ def test_weight_decay_batchnorm_and_dropout_share_one_mask(backend):
     result = gradient_check(net, *batch(n=8), repeat=1)
     assert result.passed, [e for e in result.errors if not e.passed]
     assert {e.name for e in result.errors} == set(net.params)
+
+
+def relu_net_with_a_kink_at(distance, dtype="float64"):
+    """A ReLU net whose first hidden unit's input is `distance` above 0 for the first sample."""
+    net = MultiLayerNet(8, [5], 4, weight_init_std=0.5, backend="numpy", seed=1, dtype=dtype)
+    x, t = batch()
+    z = x[0] @ net.params["W1"][:, 0] + net.params["b1"][0]
+    net.params["b1"] = net.params["b1"] - np.eye(5, dtype=dtype)[0] * (z - distance)
+    return net, x, t
+
+
+def test_an_entry_whose_step_crosses_a_kink_passes_at_the_smaller_step():
+    net, x, t = relu_net_with_a_kink_at(H / 2)  # b1[0] ± 1e-4 crosses 0; ± 1e-6 does not
+    result = gradient_check(net, x, t, repeat=1)
+    assert result.passed, result.errors
+    kinks = {e.name: e.kinks for e in result.errors if e.kinks}
+    assert kinks["b1"] == 1 and set(kinks) <= {"W1", "b1"}  # W1's column 0 moves z by h·x too
+    assert all(e.max_rel < 1e-5 for e in result.errors)
+
+
+def test_a_kink_within_the_smaller_step_still_fails():
+    net, x, t = relu_net_with_a_kink_at(KINK_STEP / 2)
+    result = gradient_check(net, x, t, repeat=1)
+    assert not result.passed
+    failed = {e.name for e in result.errors if not e.passed}
+    assert "b1" in failed and failed <= {"W1", "b1"}
+
+
+def test_float32_never_retries_at_the_smaller_step():
+    net, x, t = relu_net_with_a_kink_at(H / 2, dtype="float32")
+    result = gradient_check(net, x, t, repeat=1)
+    assert all(e.kinks == 0 for e in result.errors)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -43,26 +43,26 @@ def supports_structured_gradient(model):
 
 
 def model_numerical_gradient(model, params, x, t, state=None, key=None, weight_decay=None,
-                             chunk_bytes=DEFAULT_CHUNK_BYTES):
+                             chunk_bytes=DEFAULT_CHUNK_BYTES, h=H):
     """Central differences of `model.loss` in training mode (the book's `numerical_gradient`).
 
     Structured (below) when the net is Affine layers and elementwise activations; otherwise
     (BatchNorm, Dropout) each array goes through `numerical_gradient`: vmapped on JAX, the book's
     loop on NumPy/CuPy. `state` and `key` stay fixed, so every perturbed loss sees the same
-    Dropout mask and starts from the same BatchNorm state; `weight_decay` overrides the model's λ.
+    Dropout mask and starts from the same BatchNorm state; `weight_decay` overrides the model's λ;
+    `h` is the step (the book's 1e-4).
     """
     if supports_structured_gradient(model):
-        return structured_numerical_gradient(model, params, x, t, chunk_bytes=chunk_bytes,
-                                             weight_decay=weight_decay)
+        return structured_numerical_gradient(model, params, x, t, h, chunk_bytes, weight_decay)
     backend = backend_of(x)
     xp = backend.xp
     if backend.compiles and backend.vectorizes and len({p.dtype for p in params.values()}) == 1:
-        return _vectorized_numerical_gradient(backend, model, params, x, t, state, key, weight_decay)
+        return _vectorized_numerical_gradient(backend, model, params, x, t, state, key, weight_decay, h)
     grads = {}
     for name, value in params.items():
         def loss_of(array, name=name):
             return model.loss({**params, name: array}, x, t, True, state, key, weight_decay)
-        grads[name] = numerical_gradient(loss_of, xp.asarray(value, copy=True))
+        grads[name] = numerical_gradient(loss_of, xp.asarray(value, copy=True), h)
     return grads
 
 
