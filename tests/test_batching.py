@@ -3,7 +3,7 @@ the same on every backend, and the book's iteration-based runs as fit's epochs b
 import numpy as np
 
 from xpnet.backends import get_backend
-from xpnet.nn.batching import batch_order, iteration_orders
+from xpnet.nn.batching import EVAL_CHUNK, batch_order, chunks, iteration_orders
 
 
 def test_batch_orders_hold_each_sample_once_in_the_backends_index_dtype(backend):
@@ -24,3 +24,10 @@ def test_iteration_orders_are_fits_epochs_back_to_back():
     first_epoch = orders.reshape(-1, 128)[:7].ravel()  # 1000 // 128 = 7 batches per epoch
     assert len(set(first_epoch.tolist())) == 7 * 128  # a permutation: no sample twice in an epoch
     assert not np.array_equal(orders.reshape(-1, 128)[7], orders.reshape(-1, 128)[0])
+
+
+def test_chunks_cover_every_sample_once_in_order():
+    parts = chunks(1234, 500)
+    assert [(p.start, p.stop) for p in parts] == [(0, 500), (500, 1000), (1000, 1234)]
+    assert np.concatenate([np.arange(1234)[p] for p in chunks(1234)]).tolist() == list(range(1234))
+    assert chunks(0) == [] and chunks(EVAL_CHUNK) == [slice(0, EVAL_CHUNK)]

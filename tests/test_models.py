@@ -48,6 +48,25 @@ def test_backprop_matches_numerical_gradient(backend, activation):
                                   TwoLayerNet(8, 5, 4, 0.5, activation, seed=1, dtype="float64").params["W1"])
 
 
+def test_accuracy_over_more_samples_than_one_chunk_counts_each_once(backend):
+    """Net.accuracy and fit's evaluation go EVAL_CHUNK samples at a time; a last, shorter chunk
+    counts too (and on JAX compiles apart from the full ones)."""
+    from xpnet.nn.batching import EVAL_CHUNK
+    from xpnet.nn.training import fit
+
+    n = 2 * EVAL_CHUNK + 17
+    x = np.random.default_rng(5).random((n, 8))
+    net = TwoLayerNet(8, 5, 4, weight_init_std=1.0, backend=backend, seed=3, dtype="float64")
+    predicted = backend.to_numpy(net.predict(x)).argmax(axis=1)
+    t = np.where(np.arange(n) % 3 == 0, predicted, (predicted + 1) % 4)  # every third one right
+    assert net.accuracy(x, t) == pytest.approx(np.mean(predicted == t), abs=0) == pytest.approx(
+        (n + 2) // 3 / n)
+    test = (x[:EVAL_CHUNK + 1], t[:EVAL_CHUNK + 1])
+    epoch = fit(net, SGD(lr=1e-300), (x, t), test, epochs=1, batch_size=n).epochs[0]
+    assert epoch.train_acc == pytest.approx((n + 2) // 3 / n)
+    assert epoch.test_acc == pytest.approx(np.mean((predicted == t)[:EVAL_CHUNK + 1]))
+
+
 def test_predict_loss_accuracy(backend, dtype):
     x, t = small_batch()
     net = TwoLayerNet(8, 5, 4, backend=backend, seed=0, dtype=dtype)

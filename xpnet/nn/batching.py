@@ -5,6 +5,15 @@ import numpy as np
 
 from xpnet.backends import get_backend
 
+#: Samples per forward pass where only predictions are needed (accuracy): a conv net's 60,000
+#: training images at once would need gigabytes of im2col rows; an MLP loses nothing to it.
+EVAL_CHUNK = 500
+
+
+def chunks(n, size=EVAL_CHUNK):
+    """Slices cutting range(n) into consecutive chunks of `size` (the last one may be shorter)."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
 
 def batch_order(seed, epoch, n, batch_size, backend):
     """A device array (n // batch_size, batch_size) of sample indices: epoch `epoch`'s order.

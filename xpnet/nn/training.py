@@ -19,7 +19,7 @@ from xpnet.backends import backend_of, namespace_of
 from xpnet.checks import check_int, check_seed
 from xpnet.data.validation import check_classification_data
 from xpnet.errors import ConfigError, DivergedError
-from xpnet.nn.batching import batch_order
+from xpnet.nn.batching import EVAL_CHUNK, batch_order, chunks
 from xpnet.nn.callbacks import Callback, Checkpoint, LambdaCallback, ProgressBar
 from xpnet.nn.structured_gradient import model_numerical_gradient
 
@@ -113,8 +113,23 @@ def compiled_epoch(step, backend):
 
 def accuracy(count, state, x, t):
     """The fraction of (x, t) that `count` (the model's correct_count, compiled or not) gets right
-    with the params of `state`: one device -> host copy, so only at logging boundaries."""
-    return _value(count(state.params, x, t, state.net_state)) / x.shape[0]
+    with the params of `state`, EVAL_CHUNK samples per call: one device -> host copy, so only at
+    logging boundaries."""
+    total = sum(count(state.params, x[part, ...], t[part, ...], state.net_state)
+                for part in chunks(x.shape[0]))
+    return _value(total) / x.shape[0]
+
+
+def _compiled_count(backend, model, state, x, t):
+    """model.correct_count for accuracy(·, x, t): compiled ahead for its chunks' shape where the
+    backend compiles (a shorter last chunk compiles on first use)."""
+    jitted = backend.jit(model.correct_count)
+    if not backend.compiles:
+        return jitted
+    size = min(x.shape[0], EVAL_CHUNK)
+    full = backend.compile(jitted, state.params, x[:size, ...], t[:size, ...], state.net_state)
+    return lambda params, xb, tb, net_state: (full if xb.shape[0] == size else jitted)(
+        params, xb, tb, net_state)
 
 
 class Programs(NamedTuple):
@@ -140,16 +155,14 @@ def prepare_epochs(net, optimizer, state, train, test, batch_size, seed, gradien
     step = make_train_step(net.model, optimizer, backend, backend.key(seed), gradient)
     compiled = backend.compiles and gradient == "backprop"
     epoch_fn = compiled_epoch(step, backend) if compiled else None
-    count_train = count_test = backend.jit(net.model.correct_count)
-    n_train, compile_seconds = x_train.shape[0], 0.0
-    if backend.compiles:  # pay for compilation before the clocks start; nothing is run
-        start = time.perf_counter()
-        if compiled:
-            order = batch_order(seed, 1, n_train, batch_size, backend)
-            epoch_fn = backend.compile(epoch_fn, state, x_train, t_train, order)
-        count_train = backend.compile(count_train, state.params, x_eval, t_eval, state.net_state)
-        count_test = backend.compile(count_test, state.params, x_test_eval, t_test_eval, state.net_state)
-        compile_seconds = time.perf_counter() - start
+    n_train, start = x_train.shape[0], time.perf_counter()
+    # pay for compilation before the clocks start; nothing is run
+    if compiled:
+        order = batch_order(seed, 1, n_train, batch_size, backend)
+        epoch_fn = backend.compile(epoch_fn, state, x_train, t_train, order)
+    count_train = _compiled_count(backend, net.model, state, x_eval, t_eval)
+    count_test = _compiled_count(backend, net.model, state, x_test_eval, t_test_eval)
+    compile_seconds = time.perf_counter() - start if backend.compiles else 0.0
 
     def train_epoch(state, epoch, on_batches):
         order = batch_order(seed, epoch, n_train, batch_size, backend)
