@@ -23,7 +23,8 @@ class Backend:
     `device=` on creation calls) and `device_name`; `mutable_arrays` (in-place writes work);
     `compiles` (`jit` compiles, so first calls pay for it); `index_dtype` (of batch orders);
     `asarray`, `to_numpy`, `dtype`, `writeable`; `jit`, `compile`, `sync`; `autodiff` and
-    `grad`; `vmap`, `scan`, `tree_map`, `tree_stack`; `scatter_add`; random keys (`key`,
+    `grad`; `vmap`, `scan`, `tree_map`, `tree_stack`; `scatter_add`; the native convolution
+    (`native_conv`, `prefers_native_conv`, `conv2d`, `conv2d_backward`); random keys (`key`,
     `fold_in`, `uniform`); `devices`, `versions`.
     """
 
@@ -37,6 +38,13 @@ class Backend:
     autodiff = None
     #: The integer dtype (by name) of index arrays: the one the library gathers with fastest.
     index_dtype_name = "int64"
+    #: What computes `conv2d` and `conv2d_backward` where the library has its own convolution
+    #: ("jax.lax.conv_general_dilated", ...); None: it has none here, and `Convolution` runs the
+    #: portable im2col reference.
+    native_conv = None
+    #: True where the native convolution is the faster path, so `Convolution(native=None)` takes
+    #: it (torch; JAX off the CPU); elsewhere the im2col reference is faster and stays the default.
+    prefers_native_conv = False
 
     def __init__(self, xp, device=None, device_name="cpu"):
         self.xp = xp
@@ -162,6 +170,19 @@ class Backend:
             one_hot = xp.astype(indices[start:stop, None] == positions, flat.dtype)
             total = total + xp.matmul(xp.permute_dims(one_hot, (1, 0)), flat[start:stop, ...])
         return target + xp.reshape(total, target.shape)
+
+    # --- the native convolution (declared by `native_conv`) -----------------------------------
+
+    def conv2d(self, x, w, b, stride, pad):
+        """The book's convolution by the library: images x (N, C, H, W) correlated with filters
+        w (FN, C, FH, FW) over zero padding `pad` with step `stride` on both axes, plus the bias
+        b (FN,): (N, FN, OH, OW). Only where `native_conv` names one."""
+        raise NotImplementedError(f"the {self.name} backend has no native convolution")
+
+    def conv2d_backward(self, x, w, dout, stride, pad, need_dx=True):
+        """(dx, dw, db): the gradients of `conv2d` for the output gradient `dout`; dx is None
+        (and not computed) without `need_dx`."""
+        raise NotImplementedError(f"the {self.name} backend has no native convolution")
 
     # --- randomness from explicit keys ------------------------------------------------------
     # A key is a device array, so a step stays on the device and can be replayed exactly. Here:
