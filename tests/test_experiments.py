@@ -83,7 +83,7 @@ def quick_run(name, backend, tmp_path_factory):
 
 def test_registry_holds_the_book_experiments_with_one_signature():
     assert set(BOOK_EXPERIMENTS) <= set(EXPERIMENTS)
-    assert set(EXPERIMENTS) - set(BOOK_EXPERIMENTS) <= {"hyperparameter-search"}
+    assert set(EXPERIMENTS) - set(BOOK_EXPERIMENTS) <= {"hyperparameter-search", "conv-filters", "misclassified"}
     for fn in EXPERIMENTS.values():
         params = inspect.signature(fn).parameters
         assert list(params)[:6] == ["backend", "dataset", "out_dir", "quick", "seed", "progress"]

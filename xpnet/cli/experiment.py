@@ -1,4 +1,4 @@
-"""`xpnet experiment`: one of the book's chapter-6 comparisons, its numbers and figure saved."""
+"""`xpnet experiment`: one of the book's chapter 6–8 experiments, its numbers and figure saved."""
 import argparse
 import time
 from pathlib import Path
@@ -11,8 +11,8 @@ from xpnet.files import check_writable
 
 def add_parser(commands):
     run = commands.add_parser(
-        "experiment", help="run one of the book's chapter-6 experiments; save its numbers and plot",
-        description="Run one of the book's chapter-6 comparisons and save <out>/NAME.json (the "
+        "experiment", help="run one of the book's chapter 6–8 experiments; save its numbers and plot",
+        description="Run one of the book's chapter 6–8 experiments and save <out>/NAME.json (the "
                     "numbers) and <out>/NAME.png (the figure); print what it found.")
     # the registry is imported when an experiment runs, not at every start of `xpnet`
     run.add_argument("name", nargs="?", metavar="NAME", help="the experiment (see --list)")
