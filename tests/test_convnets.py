@@ -136,3 +136,16 @@ def test_the_cli_trains_the_books_conv_nets_as_they_are(capsys):
     status = main(["train", "--model", "simple-conv", "--weight-decay", "0.1", "--dataset", "mnist-5k"])
     err = capsys.readouterr().err
     assert status == 2 and "--weight-decay is an option of the two-layer and multi-layer nets" in err
+
+
+def test_the_cli_leaves_out_deep_convs_final_dropout_only_when_asked(capsys):
+    from xpnet.cli import _parser, main
+    from xpnet.cli.options import build_net
+
+    assert main(["train", "--model", "simple-conv", "--no-final-dropout", "--dataset", "mnist-5k"]) == 2
+    assert "--final-dropout is an option of deep-conv" in capsys.readouterr().err
+    for flags, final in (([], True), (["--final-dropout"], True), (["--no-final-dropout"], False)):
+        args = _parser().parse_args(["train", "--model", "deep-conv", *flags])
+        net, description = build_net(args, (1, 28, 28), get_backend("numpy"), "float32")
+        assert net.final_dropout is final and f"final_dropout={final}" in description
+        assert sum(type(layer).__name__ == "Dropout" for layer in net.model.layers) == 1 + final

@@ -58,6 +58,9 @@ def add_model_args(parser, smooth=False):
                         help="multi-layer: BatchNormalization after every hidden Affine")
     parser.add_argument("--dropout", type=_ratio, default=None, metavar="RATIO",
                         help="multi-layer: Dropout of this ratio after every hidden activation")
+    parser.add_argument("--final-dropout", action=argparse.BooleanOptionalAction, default=None,
+                        help="deep-conv: the book's Dropout after the last Affine (default: on, "
+                             "as the book's deep_convnet.py)")
 
 
 def positive_int(text):
@@ -112,14 +115,18 @@ def load_data(args):
 def build_net(args, input_shape, backend, dtype):
     """The net that --model and its options describe for samples of `input_shape`, and its
     one-line description (its repr, which checkpoints keep as the run's model)."""
+    if args.final_dropout is not None and args.model != "deep-conv":
+        raise XpnetError("--final-dropout is an option of deep-conv")
     if args.model in CONV_MODELS:
+        options = {} if args.final_dropout is None else {"final_dropout": args.final_dropout}
         for flag, value in (("--weight-decay", args.weight_decay), ("--batchnorm", args.batchnorm),
                             ("--dropout", args.dropout), ("--activation", args.activation),
                             ("--weight-init", args.weight_init)):
             if value:
                 raise XpnetError(f"{flag} is an option of the two-layer and multi-layer nets; "
                                  f"{args.model} is the book's net as it is")
-        net = MODELS[args.model](input_dim=input_shape, backend=backend, seed=args.seed, dtype=dtype)
+        net = MODELS[args.model](input_dim=input_shape, backend=backend, seed=args.seed, dtype=dtype,
+                                 **options)
         return net, repr(net)
     input_size = input_shape[0]
     if args.model == "two-layer":
