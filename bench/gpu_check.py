@@ -67,6 +67,11 @@ def steps(gpu, tmp):
     if importlib.util.find_spec("xdist"):  # pytest-xdist, where there is one: the GPU machine's
         tests += ["-n", "6"]
     epoch, epoch_json = bench("epoch", "bench/test_bench_epoch.py", "-k", "test_epoch or matmul")
+    conv, conv_json = bench("conv", "bench/test_bench_epoch.py", "-k", "test_epoch")
+    # the conv model in a step of its own: a slow first conv on some library cannot cost A and B
+    conv_size = {**size, "XPNET_BENCH_MODELS": "C"}
+    if not gpu:  # the dry run: the compiled xpnet and the peer are enough to show the step works
+        conv_size["XPNET_BENCH_IMPLS"] = "xpnet-jax,torch-cpu"
     gradient, gradient_json = bench("gradient", "bench/test_bench_gradient.py")
     search, search_json = bench("search", "bench/test_bench_search.py", "-k", "vmap")
     scaling, scaling_json = bench("scaling", "bench/test_bench_epoch.py", "-k", "test_scaling")
@@ -76,14 +81,17 @@ def steps(gpu, tmp):
              [*pytest, "-p", "gpu_report", "-rfEs", *tests],
              env={"XPNET_TEST_BACKENDS": backends, "PYTHONPATH": _path(ROOT / "bench")}),
         Step("epoch", "epoch time of models A and B per implementation", 90 if gpu else 180,
-             epoch, env=size, benchmark=epoch_json),
+             epoch, env={**size, "XPNET_BENCH_MODELS": "A,B"}, benchmark=epoch_json),
+        Step("conv", "epoch time of the SimpleConvNet (model C) per implementation, with "
+             "xpnet-numpy on the host as the CPU row", 60 if gpu else 180, conv, env=conv_size,
+             benchmark=conv_json),
         Step("gradient", "numerical gradient of TwoLayerNet, batch 100, float64, vs the book's "
-             "loop", 60 if gpu else 180, gradient, benchmark=gradient_json,
+             "loop", 45 if gpu else 180, gradient, benchmark=gradient_json,
              env={"XPNET_BENCH_BOOK_ENTRIES": "400" if gpu else "100",
                   "XPNET_TEST_BACKENDS": "numpy," + backends}),
-        Step("search", "the 100-trial search, vmapped on JAX", 45 if gpu else 180, search,
+        Step("search", "the 100-trial search, vmapped on JAX", 40 if gpu else 180, search,
              env=size, needs="optuna", benchmark=search_json),
-        Step("scaling", "model A's epoch time vs batch size and hidden width", 60 if gpu else 180,
+        Step("scaling", "model A's epoch time vs batch size and hidden width", 45 if gpu else 180,
              scaling, env=size, benchmark=scaling_json),
     ]
 

@@ -78,10 +78,10 @@ def targets(results, tests, gpu):
                                                           tests["transfer_guard"]))]
     if results is None:
         return out
-    rows = {(m, r["impl"]): r for m, model_rows in report_data.epoch_rows(results).items()
-            for r in model_rows}
+    epochs = report_data.epoch_rows(results)
+    rows = {(m, r["impl"]): r for m, model_rows in epochs.items() for r in model_rows}
     for impl in ("xpnet-jax", "xpnet-cupy", "xpnet-torch") if gpu else ():
-        for model in ("A", "B"):
+        for model in epochs:
             row = rows.get((model, impl))
             if row and row["target"]:
                 out.append((f"epoch of model {model}, {impl}", row["target"]))

@@ -1,9 +1,11 @@
-"""Benchmark workers: every implementation (xpnet on a backend, or the PyTorch peer) trains in a
-process of its own, so one library's threads never stall another's, and the benchmarks can
-interleave their rounds.
+"""Benchmark workers: every implementation (xpnet on a backend, the PyTorch peer, or the same
+training written by hand: bench/impls.py) trains in a process of its own, so one library's
+threads never stall another's, and the benchmarks can interleave their rounds.
 
 The pytest process talks to a worker with one JSON line per command on its stdin/stdout:
     {"cmd": "setup", "model": "A", ...} -> {"run": id, "compile_seconds": s, "flops": n, ...}
+                                           (after an untimed warm-up epoch, or its first
+                                           "warmup_batches" where the model names them)
     {"cmd": "epoch", "run": id}         -> {"seconds": s, "loss": l}   (device synced)
     {"cmd": "matmul"}                   -> {"gflops": g, "library": name}
 Run as a script (`python bench/peers.py IMPL`) it is the worker.
@@ -18,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conv_runs import BookRun, conv_epoch_flops
 from impls import BASELINE_VAR, MODELS
 from runs import PlainRun, TorchRun, XpnetRun, check_baseline_import, load_data, matmul_gflops
 
@@ -74,7 +77,7 @@ def available(impl):
         if not folder or not (Path(folder) / "xpnet" / "__init__.py").is_file():
             return False, f"{BASELINE_VAR}={folder!r} is not a checkout of xpnet"
     try:
-        if impl.startswith(("xpnet-", "plain-", "matmuls-")):
+        if impl.startswith(("xpnet-", "plain-", "matmuls-", "book-")):
             import xpnet
 
             ok, reason = xpnet.available_backends()[impl.split("-", 1)[1]]
@@ -99,13 +102,17 @@ def serve(impl):
                 spec = dict(MODELS[request["model"]])
                 if request.get("hidden"):
                     spec["hidden"] = [request["hidden"]] * len(spec["hidden"])
-                key = (request["dataset"], request["limit"])
-                if key not in data:
-                    data[key] = load_data(*key)
-                x, t = data[key]
+                if request["dataset"] not in data:  # read once, whatever part each run takes
+                    data[request["dataset"]] = load_data(request["dataset"], None)
+                x, t = (a[:request["limit"]] for a in data[request["dataset"]])
+                if "conv" in spec:  # images (N, C, H, W)
+                    x = x.reshape(-1, *spec["input_dim"])
                 sizes = [x.shape[1], *spec["hidden"], 10]
                 batch_size = request["batch_size"]
-                if name.startswith("torch"):
+                if name == "book-numpy":
+                    run = BookRun(spec, batch_size, x, t)
+                    device = run.device
+                elif name.startswith("torch"):
                     run = TorchRun("cuda" if name == "torch-cuda" else "cpu", spec, sizes, batch_size, x, t)
                     device = run.device_name
                 elif name.startswith(("plain-", "matmuls-")):
@@ -117,11 +124,14 @@ def serve(impl):
                         check_baseline_import()
                     run = XpnetRun(name.split("-", 1)[1], spec, sizes, batch_size, x, t)
                     device = run.device
-                run.epoch()  # warm-up: first-call costs are not part of any round
+                warmup = spec.get("warmup_batches")  # first-call costs are not part of any round
+                run.epoch(**({"limit": warmup} if warmup else {}))
                 runs[len(runs)] = run
                 n_batches = len(x) // batch_size
+                flops = (conv_epoch_flops(spec, n_batches, batch_size) if "conv" in spec
+                         else epoch_flops(sizes, n_batches, batch_size))
                 reply = {"run": len(runs) - 1, "compile_seconds": run.compile_seconds, "device": device,
-                         "batches": n_batches, "flops": epoch_flops(sizes, n_batches, batch_size)}
+                         "batches": n_batches, "flops": flops}
             elif request["cmd"] == "epoch":
                 seconds, loss = runs[request["run"]].epoch()
                 reply = {"seconds": seconds, "loss": loss}

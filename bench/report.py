@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from impls import MODELS
-from report_data import (AXES, BASELINE, REFERENCE, SEARCH_BOOK, SEARCH_SEQUENTIAL, SUITES,
+from report_data import (AXES, BASELINE, BOOK, REFERENCE, SEARCH_BOOK, SEARCH_SEQUENTIAL, SUITES,
                          ReportError, _kind, _number, _order, epoch_rows, gradient_rows, load,
                          peaks, ratio, scaling_series, search_rows)
 
@@ -106,33 +106,42 @@ def _epoch_section(results, peak):
         if rows[0]["batches"]:
             facts.append(f"{rows[0]['batches']} batches per epoch")
         if rows[0]["flops"]:
-            facts.append(f"{rows[0]['flops'] / 1e9:.3g} GFLOP of matmuls")
+            what = "convolutions and matmuls" if "conv" in MODELS.get(model, {}) else "matmuls"
+            facts.append(f"{rows[0]['flops'] / 1e9:.3g} GFLOP of {what}")
         for kind in ("cpu", "gpu"):  # the bound on each kind of device the model ran on
             row = next((r for r in rows if r["kind"] == kind and r["bound"]), None)
             if row:
                 facts.append(f"FLOP bound ({kind}) {secs(row['bound'])} s "
                              f"at {gflops(peak[kind])} GFLOP/s")
+        facts += [f"{r['impl']} timed on {r['timed_batches']} of the {r['batches']} batches, "
+                  "its times scaled to the whole epoch" for r in rows if r["timed_batches"]]
         if facts:
             out += [" · ".join(facts), ""]
-        compare = any(r["vs_baseline"] is not None for r in rows)  # its column only then
+        # the optional columns, only where a row has them
+        extra = [(head, key) for head, key in (("vs baseline", "vs_baseline"),
+                                               (f"vs {BOOK}", "vs_book"),
+                                               ("speed-up vs best CPU", "vs_cpu"))
+                 if any(r[key] is not None for r in rows)]
         out += _table(
             ["impl", "device", "median s", "min s", "rounds", "vs torch"]
-            + ["vs baseline"] * compare + ["vs FLOP bound", "compile s", "target"],
+            + [head for head, _ in extra] + ["vs FLOP bound", "compile s", "target"],
             [[r["impl"], r["device"], secs(r["median"]), secs(r["min"]), r["rounds"],
-              ratio(r["vs_torch"])] + [ratio(r["vs_baseline"])] * compare
+              ratio(r["vs_torch"])] + [ratio(r[key]) for _, key in extra]
              + [ratio(r["vs_bound"]), secs(r["compile"]), r["target"] or "—"]
              for r in rows],
-            "llrrrr" + "r" * compare + "rrl")
+            "llrrrr" + "r" * len(extra) + "rrl")
     if out:
         out = ["", "## Full epoch", "",
                "Median over rounds; \"vs torch\" divides by PyTorch on the same kind of device "
                "(torch-cpu or torch-cuda); \"vs FLOP bound\" divides by the time the epoch's "
-               "matmuls take at the matmul peak measured on that kind of device; compile time is "
-               "not in the median. plain-*: the same training hand-written in that library; "
-               "matmuls-*: only the epoch's matmuls (with the batch gathers and a weight update), "
-               "a floor for any implementation on that library at these shapes. IMPL@baseline: IMPL "
-               "on the older checkout's xpnet (`make bench-compare`); \"vs baseline\" divides "
-               "IMPL's time by it."] + out
+               "matmuls (and convolutions) take at the matmul peak measured on that kind of "
+               "device; compile time is not in the median. plain-*: the same training "
+               "hand-written in that library; matmuls-*: only the epoch's matmuls (with the batch "
+               "gathers and a weight update), a floor for any implementation on that library at "
+               f"these shapes; {BOOK}: the conv net in plain NumPy layers written the book's way "
+               f"(\"vs {BOOK}\" divides by it). \"speed-up vs best CPU\": the fastest xpnet row on "
+               "the CPU over a GPU row's time. IMPL@baseline: IMPL on the older checkout's xpnet "
+               "(`make bench-compare`); \"vs baseline\" divides IMPL's time by it."] + out
     return out
 
 

@@ -16,6 +16,7 @@ SUITES = ("epoch", "matmul-peak", "scaling", "gradient", "search")
 BASELINE, BASELINE_LIMIT = "@baseline", 1.05
 AXES = {"batch_size": "batch size", "hidden": "hidden width"}
 REFERENCE = "book loop (numpy)"
+BOOK = "book-numpy"  # the epoch suite's book-style NumPy conv net
 #: The search suite's labels: the book's loop (sequential NumPy, no pruning) and the same pruned
 #: trials one after another on NumPy, which the parallel executors are measured against.
 SEARCH_BOOK, SEARCH_SEQUENTIAL = "book loop", "sequential"
@@ -37,8 +38,16 @@ TARGETS = {
     ("gpu", "xpnet-torch", "B"): [("torch", 1.10)],
     ("gpu", "xpnet-cupy", "A"): [("torch", 1.0)],
     ("gpu", "xpnet-cupy", "B"): [("torch", 1.0)],
+    ("cpu", "xpnet-numpy", "C"): [("book", 0.80)],
+    ("cpu", "xpnet-jax", "C"): [("torch", 1.0)],
+    ("gpu", "xpnet-jax", "C"): [("torch", 1.20), ("cpu", 20.0)],
+    ("gpu", "xpnet-torch", "C"): [("torch", 1.20), ("cpu", 20.0)],
 }
-GOALS = {"torch": "torch", "bound": "FLOP bound", "baseline": "baseline"}  # their names
+#: What a time is divided by, by name: torch (torch-cpu or torch-cuda, the row's kind of device),
+#: the FLOP bound, IMPL@baseline, book-numpy (the conv net in the book's NumPy layers); and "cpu",
+#: a speed-up that must be at least the goal: the fastest xpnet row on the CPU over this time.
+GOALS = {"torch": "torch", "bound": "FLOP bound", "baseline": "baseline", "book": BOOK,
+         "cpu": "best CPU"}
 
 
 
@@ -123,6 +132,9 @@ def epoch_rows(results):
     peak = {kind: e["gflops"] for kind, e in peaks(results).items()}
     rows = {}
     for (model, impl), entries in groups.items():
+        # part of the epoch timed: "scale" takes its time to the whole epoch's
+        entries = [{**e, "median": e["median"] * e["scale"], "min": e["min"] * e["scale"]}
+                   if _number(e.get("scale")) else e for e in entries]
         flops = next((e["flops"] for e in entries if _number(e.get("flops"))), None)
         compiles = [e["compile_seconds"] for e in entries if _number(e.get("compile_seconds"))]
         device = next((e["device"] for e in entries if e.get("device")), "cpu")
@@ -133,14 +145,22 @@ def epoch_rows(results):
             "min": min(e["min"] for e in entries), "rounds": len(entries),
             "compile": median(compiles) if compiles else None,
             "batches": next((e["batches"] for e in entries if e.get("batches")), None),
+            "timed_batches": next((e["timed_batches"] for e in entries if e.get("timed_batches")),
+                                  None),
             "flops": flops, "bound": flops / (top * 1e9) if flops and top else None})
     for model, model_rows in rows.items():
         times = {r["impl"]: r["median"] for r in model_rows}
         model_rows.sort(key=lambda r: _order(times).index(r["impl"]))
+        cpu = [r for r in model_rows if r["kind"] == "cpu" and r["impl"].startswith("xpnet-")
+               and BASELINE not in r["impl"]]
+        best_cpu = min(cpu, key=lambda r: r["median"]) if cpu else None
         for r in model_rows:
             torch = "torch-cuda" if r["kind"] == "gpu" else "torch-cpu"
-            r["torch"] = torch
+            r["torch"], r["best_cpu"] = torch, best_cpu["impl"] if best_cpu else None
             r["vs_torch"] = r["median"] / times[torch] if times.get(torch) else None
+            r["vs_book"] = r["median"] / times[BOOK] if times.get(BOOK) else None
+            r["vs_cpu"] = (best_cpu["median"] / r["median"] if best_cpu and r["kind"] == "gpu"
+                           else None)
             r["vs_bound"] = r["median"] / r["bound"] if r["bound"] else None
             before = times.get(r["impl"] + BASELINE)
             r["vs_baseline"] = r["median"] / before if before else None
@@ -152,10 +172,17 @@ def epoch_rows(results):
 
 
 def _target(row, goals):
-    """'≤ 0.60× torch: met', '... missed (0.71×)', one clause per goal, joined by '; '."""
+    """'≤ 0.60× torch: met', '... missed (0.71×)', one clause per goal, joined by '; '; a speed-up
+    goal reads '≥ 20.0× best CPU (xpnet-numpy): met (35.0×)'."""
     clauses = []
     for what, limit in goals:
         value, name = row[f"vs_{what}"], GOALS[what]
+        if what == "cpu":
+            verdict = ("— (no CPU row)" if value is None else
+                       f"{'met' if value >= limit else 'missed'} ({ratio(value)})")
+            clauses.append(f"≥ {ratio(limit)} {name}"
+                           + (f" ({row['best_cpu']})" if row.get("best_cpu") else "") + f": {verdict}")
+            continue
         if value is None:
             verdict = f"— (no {row['torch'] if what == 'torch' else name})"
         elif value <= limit * (1 + 1e-9):

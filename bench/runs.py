@@ -1,6 +1,10 @@
 """What each benchmark worker runs: one model trained by xpnet on a backend (XpnetRun), by the
-PyTorch peer (TorchRun) or by hand in plain NumPy or JAX (PlainRun), and the library's matmul
-peak; all from the same initial weights and batches (SEED). bench/peers.py serves them."""
+PyTorch peer (TorchRun) or by hand in plain NumPy or JAX (PlainRun; the conv model's book-style
+NumPy run is bench/conv_runs.py's BookRun), and the library's matmul peak; all from the same
+initial weights and batches (SEED). bench/peers.py serves them.
+
+An eager run's `epoch(limit)` trains the first `limit` batches of its epoch only (a short
+warm-up); a compiled epoch is one program of a fixed length and always trains them all."""
 import os
 import time
 from pathlib import Path
@@ -45,8 +49,12 @@ class XpnetRun:
                                        make_train_step, run_epoch)
 
         self.backend = backend = get_backend(backend_name)
-        net = MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1], activation=spec["activation"],
-                            weight_init_std=spec["init"], backend=backend, seed=SEED)
+        if "conv" in spec:
+            from conv_runs import conv_net
+            net = conv_net(spec, backend)
+        else:
+            net = MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1], activation=spec["activation"],
+                                weight_init_std=spec["init"], backend=backend, seed=SEED)
         optimizer = make_optimizer(spec["optimizer"], lr=spec["lr"])
         step = make_train_step(net.model, optimizer, backend, backend.key(SEED))
         self.x, self.t = net.to_device(x, t.astype(np.int32))
@@ -62,8 +70,10 @@ class XpnetRun:
         self.device = device_name(backend)
         self.count = 0
 
-    def epoch(self):
+    def epoch(self, limit=None):
         order = self.orders[self.count % 2]
+        if limit is not None and not self.backend.compiles:
+            order = order[:limit]
         self.count += 1
         start = time.perf_counter()
         self.state, losses = self.epoch_fn(self.state, self.x, self.t, order)
@@ -98,19 +108,12 @@ class TorchRun:
         import torch
         from torch import nn
 
-        from xpnet.nn.init import affine_params, host_rng
-
         self.torch, self.device = torch, torch.device(device)
-        host = affine_params(host_rng(SEED), sizes, spec["init"])  # xpnet's initial weights
-        layers = []
-        for i in range(1, len(sizes)):
-            linear = nn.Linear(sizes[i - 1], sizes[i])
-            with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(host[f"W{i}"].T.astype(np.float32)))
-                linear.bias.copy_(torch.from_numpy(host[f"b{i}"].astype(np.float32)))
-            layers.append(linear)
-            if i < len(sizes) - 1:
-                layers.append(nn.Sigmoid() if spec["activation"] == "sigmoid" else nn.ReLU())
+        if "conv" in spec:  # nn.Conv2d, max-pooling and nn.Linear, xpnet's initial weights too
+            from conv_runs import torch_layers
+            layers = torch_layers(spec)
+        else:
+            layers = self._linear_layers(spec, sizes)
         self.model = nn.Sequential(*layers).to(self.device)
         if spec["optimizer"] == "sgd":
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=spec["lr"])
@@ -123,13 +126,30 @@ class TorchRun:
         self.compile_seconds, self.count = None, 0
         self.device_name = str(self.device)
 
+    def _linear_layers(self, spec, sizes):
+        from torch import nn
+
+        from xpnet.nn.init import affine_params, host_rng
+
+        host = affine_params(host_rng(SEED), sizes, spec["init"])  # xpnet's initial weights
+        layers = []
+        for i in range(1, len(sizes)):
+            linear = nn.Linear(sizes[i - 1], sizes[i])
+            with self.torch.no_grad():
+                linear.weight.copy_(self.torch.from_numpy(host[f"W{i}"].T.astype(np.float32)))
+                linear.bias.copy_(self.torch.from_numpy(host[f"b{i}"].astype(np.float32)))
+            layers.append(linear)
+            if i < len(sizes) - 1:
+                layers.append(nn.Sigmoid() if spec["activation"] == "sigmoid" else nn.ReLU())
+        return layers
+
     def _sync(self):
         if self.device.type == "cuda":
             self.torch.cuda.synchronize()
 
-    def epoch(self):
+    def epoch(self, limit=None):
         torch, functional = self.torch, self.torch.nn.functional
-        order = self.orders[self.count % 2]
+        order = self.orders[self.count % 2][:limit]
         self.count += 1
         self._sync()
         start = time.perf_counter()
@@ -285,7 +305,7 @@ def matmul_gflops(impl, n=2048, repeat=5):
     """The float32 matmul throughput this implementation's library reaches on an n×n product."""
     impl = impl.partition("@")[0]
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    if impl.startswith(("plain-", "matmuls-")):
+    if impl.startswith(("plain-", "matmuls-", "book-")):
         impl = "xpnet-" + impl.split("-", 1)[1]  # the same library underneath
     if impl.startswith("torch"):
         import torch

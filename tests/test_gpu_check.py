@@ -33,7 +33,8 @@ def test_the_cpu_dry_run_runs_every_step_offline(tmp_path):
     assert sorted(p.name for p in files) == ["gpu-check.json", "gpu-check.md", "gpu-check.png",
                                               "log.txt", "tests.jsonl"]
     report = json.loads((tmp_path / "gpu-check.json").read_text())
-    assert [s["name"] for s in report["steps"]] == ["tests", "epoch", "gradient", "search", "scaling"]
+    assert [s["name"] for s in report["steps"]] == ["tests", "epoch", "conv", "gradient", "search",
+                                                    "scaling"]
     assert all(s["status"] == "passed" for s in report["steps"]), report["steps"]
     counts = report["tests"]["counts"]
     assert counts["passed"] > 0 and not counts.get("failed") and not counts.get("error")
@@ -41,8 +42,8 @@ def test_the_cpu_dry_run_runs_every_step_offline(tmp_path):
     suites = {b["extra_info"]["suite"] for b in report["benchmarks"]}
     assert suites == {"epoch", "matmul-peak", "gradient", "search", "scaling"}
     md = (tmp_path / "gpu-check.md").read_text()
-    for heading in ("## Steps", "## Targets", "## Full epoch", "## Numerical gradient",
-                    "## Scaling", "## Hyperparameter search"):
+    for heading in ("## Steps", "## Targets", "## Full epoch", "### Model C: SimpleConvNet",
+                    "## Numerical gradient", "## Scaling", "## Hyperparameter search"):
         assert heading in md
     assert "extrapolated" in md  # the book's loop ran on part of the entries
 
