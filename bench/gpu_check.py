@@ -88,7 +88,8 @@ def steps(gpu, tmp):
         Step("gradient", "numerical gradient of TwoLayerNet, batch 100, float64, vs the book's "
              "loop", 45 if gpu else 180, gradient, benchmark=gradient_json,
              env={"XPNET_BENCH_BOOK_ENTRIES": "400" if gpu else "100",
-                  "XPNET_TEST_BACKENDS": "numpy," + backends}),
+                  "XPNET_TEST_BACKENDS": "numpy," + backends,
+                  "XPNET_BENCH_GRADIENT_CASES": "mnist"}),
         Step("search", "the 100-trial search, vmapped on JAX", 40 if gpu else 180, search,
              env=size, needs="optuna", benchmark=search_json),
         Step("scaling", "model A's epoch time vs batch size and hidden width", 45 if gpu else 180,

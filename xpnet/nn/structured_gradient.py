@@ -1,59 +1,96 @@
 """The book's numerical gradient of a layered net, computed in bulk and only where things change.
 
 Each gradient entry is still (L(θ + h·eᵢ) − L(θ − h·eᵢ)) / 2h with h = 1e-4 and L the
-batch-averaged loss, but the work per perturbation is cut to what it really changes:
+batch-averaged training-mode loss, every perturbed loss evaluated by the net's own layers; only
+the work is restructured. The net runs forward once; nothing before a perturbed layer is
+recomputed, and each layer's parameters take the path that fits what follows them
+(`gradient_plan`):
 
-- the layers are run forward once; nothing before the perturbed layer is recomputed;
-- an Affine layer is linear in W: W[i, j] ± h moves output column j by ±h·x[n, i], and only for
-  the samples n whose input x[n, i] is not zero (most MNIST pixels are); the bias b[j] is the
-  weight of an input that is always 1;
-- so L(θ + h·eᵢ) − L(θ − h·eᵢ) is a sum over those samples of the change of their own loss, and
-  each changed sample is one row pushed through the rest of the net: an elementwise activation
-  keeps the change in column j, the next Affine turns it into a rank-1 update of a known row;
-- that change depends only on the sample and the value x[n, i], so each distinct (sample, value)
-  pair is computed once and credited to every input holding it (digits repeat pixel values);
-- the (sample, input) pairs of a layer, times every output column and both signs, go through
-  as one array operation, in chunks that bound the memory used, and are summed per weight with
-  a scatter-add.
+- "sample" (`sample_gradient`): an Affine layer with nothing after it that mixes samples. W[i, j]
+  moves column j by ±h·x[n, i], and each sample's loss moves on its own: the units are (sample,
+  value) pairs, every (input, sample) pair when the input is dense, only the distinct non-zero
+  ones when that pays (MNIST digits), chosen per layer from the data;
+- "column" (`column_gradient`): Affine and BatchNorm layers of nets with BatchNorm (training
+  mode mixes the samples): a perturbation moves one column for the whole batch, BatchNorm and
+  elementwise layers keep it there, the next Affine makes it a rank-1 change, and the rest of
+  the net runs on stacked copies of the batch;
+- "batched" (`batched_gradient`): any other layer (convolutions): stacked perturbed copies of
+  its output go through the rest of the net, many per array operation.
 
-Works for a `Sequential` of Affine layers and elementwise activations ending in SoftmaxWithLoss,
-with or without weight decay, on every backend; on JAX the chunk function is compiled once per
-layer and net. Other nets (BatchNorm, Dropout) take the book's loop on NumPy, torch, CuPy and
-array-api-strict, and on JAX one vmapped program over all their parameters, compiled once per net.
+The perturbations go through in chunks of about `chunk_bytes` (their largest intermediate); on
+JAX the chunks are a `scan` inside one compiled program per layer, reused by later calls. Weight
+decay's ½λw² changes with w alone and is differenced element by element. A net whose loss is
+not SoftmaxWithLoss, or whose parameters are not each read by one layer, takes the book's loop
+on NumPy, torch, CuPy and array-api-strict, and on JAX one vmapped program over all its
+parameters.
 """
 import math
 import weakref
 
-import numpy as np
-
 from xpnet.backends import backend_of, device_of
-from xpnet.nn.functions import CROSS_ENTROPY_DELTA
+from xpnet.nn import batched_gradient, column_gradient, sample_gradient
 from xpnet.nn.central_differences import H, numerical_gradient, vmapped_gradient
-from xpnet.nn.layers import Affine, SoftmaxWithLoss
+from xpnet.nn.layers import Affine, BatchNormalization, Context, Dropout, SoftmaxWithLoss
 from xpnet.nn.network import Sequential
+from xpnet.nn.perturbed_losses import column_wise, elementwise, row_wise
 
 #: Default memory budget of one chunk of perturbations (bytes of its largest intermediate).
 DEFAULT_CHUNK_BYTES = 8 * 2**20  # fastest on a 2-core CPU (bench/); peak memory a few times this
 
 
 def supports_structured_gradient(model):
-    """True when `model` is Affine layers and elementwise activations followed by SoftmaxWithLoss."""
+    """True when every parameter of `model` takes a layer-aware path of its own ("sample" or
+    "column"): Affine and BatchNormalization layers, Dropout and elementwise activations,
+    followed by SoftmaxWithLoss. (The layers of other nets take the batched path.)"""
     return isinstance(model.loss_layer, SoftmaxWithLoss) and all(
-        isinstance(layer, Affine) or layer.elementwise for layer in model.layers)
+        isinstance(layer, (Affine, BatchNormalization, Dropout)) or elementwise(layer)
+        for layer in model.layers)
+
+
+def gradient_plan(model, params):
+    """{layer index: (path, parameter names)} for every layer that reads parameters, path one
+    of "sample", "column", "batched" (see above); None when the loss is not SoftmaxWithLoss or a
+    parameter is read by no layer or by several."""
+    if not isinstance(model.loss_layer, SoftmaxWithLoss):
+        return None
+    owners = {}
+    for k, layer in enumerate(model.layers):
+        read = (v for v in vars(layer).values() if isinstance(v, str) and v in params)
+        for name in dict.fromkeys(read):
+            owners.setdefault(name, []).append(k)
+    if set(owners) != set(params) or any(len(ks) > 1 for ks in owners.values()):
+        return None
+    plan = {}
+    for name, (k,) in owners.items():
+        plan.setdefault(k, (_path(model.layers, k), []))[1].append(name)
+    return dict(sorted(plan.items()))
+
+
+def _path(layers, l):
+    layer = layers[l]
+    if not isinstance(layer, (Affine, BatchNormalization)):
+        return "batched"
+    m = sample_gradient.next_affine(layers, l)
+    chain, suffix = layers[l + 1:m], layers[m + 1:] if m is not None else []
+    if not all(column_wise(c) for c in chain) or \
+            not all(row_wise(s) or isinstance(s, BatchNormalization) for s in suffix):
+        return "batched"
+    coupled = any(isinstance(c, BatchNormalization) for c in chain + suffix)
+    return "sample" if isinstance(layer, Affine) and not coupled else "column"
 
 
 def model_numerical_gradient(model, params, x, t, state=None, key=None, weight_decay=None,
                              chunk_bytes=DEFAULT_CHUNK_BYTES, h=H):
     """Central differences of `model.loss` in training mode (the book's `numerical_gradient`).
 
-    Structured (below) when the net is Affine layers and elementwise activations; otherwise
-    (BatchNorm, Dropout) each array goes through `numerical_gradient`: vmapped on JAX, the book's
-    loop on NumPy/CuPy. `state` and `key` stay fixed, so every perturbed loss sees the same
-    Dropout mask and starts from the same BatchNorm state; `weight_decay` overrides the model's λ;
-    `h` is the step (the book's 1e-4).
+    Structured (above) when `gradient_plan` has a plan; otherwise each array goes through
+    `numerical_gradient`: vmapped on JAX, the book's loop on NumPy/CuPy. `state` and `key` stay
+    fixed, so every perturbed loss sees the same Dropout mask and starts from the same BatchNorm
+    state; `weight_decay` overrides the model's λ; `h` is the step (the book's 1e-4).
     """
-    if supports_structured_gradient(model):
-        return structured_numerical_gradient(model, params, x, t, h, chunk_bytes, weight_decay)
+    if gradient_plan(model, params) is not None:
+        return structured_numerical_gradient(model, params, x, t, h, chunk_bytes, weight_decay,
+                                             state, key)
     backend = backend_of(x)
     xp = backend.xp
     if backend.compiles and backend.vectorizes and len({p.dtype for p in params.values()}) == 1:
@@ -67,38 +104,68 @@ def model_numerical_gradient(model, params, x, t, state=None, key=None, weight_d
 
 
 def structured_numerical_gradient(model, params, x, t, h=H, chunk_bytes=DEFAULT_CHUNK_BYTES,
-                                  weight_decay=None):
-    """Central-difference gradients of `model.loss(params, x, t)` for every entry of `params`.
+                                  weight_decay=None, state=None, key=None):
+    """Central-difference gradients of `model.loss(params, x, t, True, state, key)` for every
+    entry of `params`, layer by layer along `gradient_plan`.
 
-    Per call: one compiled forward pass, then per Affine layer its input comes to the host
-    once, where NumPy finds the distinct (sample, value) pairs (their number depends on the
-    data), four index arrays go back, and one compiled program computes the layer's gradients.
-    On JAX the sizes are padded to a few buckets, so a new batch rarely compiles anything.
+    Per call: one compiled forward pass, then one compiled program per layer. The sample and
+    column paths of an Affine layer bring its input to the host (free on the CPU), where NumPy
+    decides how to enumerate the perturbations; the index arrays that go back are padded on JAX
+    to a few sizes per octave, so a new batch rarely compiles anything.
     """
-    if not supports_structured_gradient(model):
-        raise ValueError(f"structured numerical gradient needs Affine layers, elementwise "
-                         f"activations and SoftmaxWithLoss; got {model!r}")
+    plan = gradient_plan(model, params)
+    if plan is None:
+        raise ValueError(f"the structured numerical gradient needs SoftmaxWithLoss and parameters "
+                         f"each read by one layer; got {model!r}")
     backend = backend_of(x)
     xp, layers = backend.xp, model.layers
-    inputs, outputs = _program(backend, model, "forward")(params, x)
+    inputs, outputs, caches = _program(backend, model, "forward")(params, x, state, key)
     step = xp.asarray(h, dtype=x.dtype, device=device_of(x))
+    itemsize = xp.finfo(x.dtype).bits // 8
     grads = {}
-    for l, layer in enumerate(layers):
-        if not isinstance(layer, Affine):
-            continue
-        d_out = params[layer.weight].shape[1]
-        widest = max(params[lay.weight].shape[1] for lay in layers[l:] if isinstance(lay, Affine))
-        chunk = max(1, chunk_bytes // (d_out * 2 * widest * (xp.finfo(x.dtype).bits // 8)))
-        pairs = _distinct_perturbations(backend.to_numpy(inputs[l]), chunk, backend.compiles)
-        samples, values, features, entry_pair = (
-            backend.asarray(a, x.dtype if a.dtype.kind == "f" else backend.index_dtype) for a in pairs)
-        grads[layer.weight], grads[layer.bias] = _program(backend, model, l)(
-            params, outputs, t, samples, values, features, entry_pair, step)
+    for l, (path, names) in plan.items():
+        layer = layers[l]
+        if path != "batched" and outputs[l].ndim != 2:  # e.g. BatchNorm on images
+            path = "batched"
+        if path == "sample":
+            x2 = _host_rows(backend, inputs[l])
+            chunk = max(1, chunk_bytes // sample_gradient.unit_bytes(layers, l, outputs, itemsize))
+            mode, pairs = sample_gradient.choose(x2, chunk, backend.compiles)
+            data = (inputs[l],) if mode == "dense" else tuple(
+                backend.asarray(a, x.dtype if a.dtype.kind == "f" else backend.index_dtype)
+                for a in pairs)
+            program = _program(backend, model, ("sample", l, mode, chunk_bytes))
+            grads[layer.weight], grads[layer.bias] = program(params, outputs, caches, t, *data, step)
+        elif path == "column":
+            data = ()
+            if isinstance(layer, Affine):
+                vectors, rows = column_gradient.distinct_columns(_host_rows(backend, inputs[l]),
+                                                                 backend.compiles)
+                data = (backend.asarray(vectors, x.dtype), backend.asarray(rows, backend.index_dtype))
+            block = column_gradient.block_after(layers, l) > 0
+            first, second, unsafe = _program(backend, model, ("column", l, chunk_bytes, block))(
+                params, outputs, caches, t, *data, step)
+            if block and float(backend.to_numpy(unsafe)) > 0:  # a ReLU might flip: the long way
+                first, second, _ = _program(backend, model, ("column", l, chunk_bytes, False))(
+                    params, outputs, caches, t, *data, step)
+            pair = (layer.weight, layer.bias) if isinstance(layer, Affine) else \
+                (layer.gamma, layer.beta)
+            grads[pair[0]], grads[pair[1]] = first, second
+        else:
+            for name in names:
+                program = _program(backend, model, ("batched", l, name, chunk_bytes))
+                grads[name] = program(params, inputs, outputs, caches, t, state, key, step)
     if isinstance(weight_decay, (int, float)):  # an array, so the program serves any value
         weight_decay = backend.asarray(weight_decay, x.dtype)  # (None: the model's λ, built in)
     for name, term in _program(backend, model, "decay")(params, weight_decay, step).items():
         grads[name] = grads[name] + term  # + 0.0 for λ = 0
     return {name: grads[name] for name in params}
+
+
+def _host_rows(backend, x):
+    """A layer's input on the host as rows (N, D)."""
+    host = backend.to_numpy(x)
+    return host.reshape(host.shape[0], -1)
 
 
 #: Perturbed copies of the params one call of the vectorized (JAX) program evaluates at once.
@@ -141,80 +208,53 @@ def _vectorized_numerical_gradient(backend, model, params, x, t, state, key, wei
     return unflatten(programs[layout](flat, x, t, state, key, None if static_decay else lam))
 
 
-def _distinct_perturbations(x2, chunk, pad):
-    """Host bookkeeping for one Affine layer with input `x2` (N, D), a NumPy array.
-
-    The entries whose perturbation changes anything are the non-zero (sample, input) ones, plus
-    a bias column of ones. A weight moves a sample's loss by an amount that depends only on the
-    sample and the input's value, so entries are sorted by (sample, value) and only one per run
-    of equal pairs is computed (MNIST digits repeat values: about 65 distinct among 150 non-zero
-    pixels).
-
-    Returns (samples, values, features, pair): the sample and value of each distinct pair, padded
-    with value-0 pairs (they change nothing) to whole chunks and shaped (chunks, chunk); the
-    input feature of every entry (D + 1, a row dropped later, for padding) and its pair's index.
-    With `pad`, the numbers of chunks and entries are rounded up to a few sizes per octave, so
-    a compiled program serves many batches.
-    """
-    n, d = x2.shape
-    with_bias = np.concatenate([x2, np.ones((n, 1), dtype=x2.dtype)], axis=1)
-    samples, features = np.nonzero(with_bias)
-    values = with_bias[samples, features]
-    order = np.lexsort((values, samples))
-    samples, features, values = samples[order], features[order], values[order]
-    first = np.ones(len(samples), dtype=bool)
-    first[1:] = (samples[1:] != samples[:-1]) | (values[1:] != values[:-1])
-    pair = np.cumsum(first) - 1
-    samples, values = samples[first], values[first]
-    chunks = -(-len(samples) // chunk)
-    chunks, entries = (_bucket(chunks), _bucket(len(features))) if pad else (chunks, len(features))
-    padded = np.zeros(chunks * chunk, dtype=samples.dtype)
-    padded[:len(samples)] = samples
-    padded_values = np.zeros(chunks * chunk, dtype=values.dtype)
-    padded_values[:len(values)] = values
-    features = np.concatenate([features, np.full(entries - len(features), d + 1)])
-    pair = np.concatenate([pair, np.zeros(entries - len(pair), dtype=pair.dtype)])
-    return padded.reshape(chunks, chunk), padded_values.reshape(chunks, chunk), features, pair
-
-
-def _bucket(n):
-    """The smallest of 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, … (four sizes per octave) >= n."""
-    if n <= 8:
-        return max(n, 1)
-    step = 2 ** (n.bit_length() - 3)  # a quarter of the octave n lies in
-    return -(-n // step) * step
-
-
 #: Compiled programs per model: its forward pass and each Affine layer's gradient, by backend.
 _COMPILED = weakref.WeakKeyDictionary()
 
 
 def _program(backend, model, part):
-    """The jitted forward pass (`part` "forward"), weight-decay differences ("decay") or Affine
-    layer `part`'s gradient program of `model` on `backend`, built once (on JAX each compiles
-    once per shape bucket)."""
+    """The jitted forward pass (`part` "forward"), weight-decay differences ("decay") or a
+    layer's gradient program of `model` on `backend` (("sample", l, mode, chunk_bytes),
+    ("column", l, chunk_bytes, block), ("batched", l, name, chunk_bytes)), built once (on JAX each
+    compiles once per shape bucket)."""
     cached = _COMPILED.setdefault(model, {})
     if (backend, part) not in cached:
-        build = {"forward": _build_forward, "decay": _build_decay}.get(part, _build_layer_gradient)
-        cached[backend, part] = backend.jit(build(backend, model, part))
+        if part == "forward":
+            program = _build_forward(backend, model)
+        elif part == "decay":
+            program = _build_decay(model)
+        elif part[0] == "sample":
+            program = sample_gradient.build(backend, model.layers, part[1], part[2], part[3])
+        elif part[0] == "column":
+            program = column_gradient.build(backend, model.layers, *part[1:])
+        else:
+            program = batched_gradient.build(backend, model.layers, part[1], part[2], part[3])
+        cached[backend, part] = backend.jit(program)
     return cached[backend, part]
 
 
-def _build_forward(backend, model, part):
-    """(inputs, outputs): what each layer received (Affine: flattened to (N, D)) and produced."""
-    xp, layers = backend.xp, model.layers
+def _build_forward(backend, model):
+    """forward(params, x, state, key) -> (inputs, outputs, caches): what each layer received and
+    produced in the training-mode pass (each random layer with its own key, as
+    `Sequential.forward`), and of its cache what the paths need: Dropout's mask, BatchNorm's
+    normalised input (None for other layers)."""
+    layers = model.layers
 
-    def forward(params, x):
-        inputs, out = [], x
-        for layer in layers:
-            inputs.append(xp.reshape(out, (out.shape[0], -1)) if isinstance(layer, Affine) else out)
-            out = layer.forward(params, out)[0]
-        return inputs, inputs[1:] + [out]
+    def forward(params, x, state, key):
+        inputs, outputs, caches, out = [], [], [], x
+        for k, layer in enumerate(layers):
+            layer_key = backend.fold_in(key, k) if layer.random and key is not None else None
+            inputs.append(out)
+            out, cache, _ = layer.forward(params, out, Context(True, state, layer_key))
+            outputs.append(out)
+            caches.append(cache if isinstance(layer, Dropout) else
+                          cache[0] if isinstance(layer, BatchNormalization) else None)
+        return inputs, outputs, caches
 
     return forward
 
 
-def _build_decay(backend, model, part):
+def _build_decay(model):
     """decay(params, weight_decay, h) -> {weight: central difference of ½λw² alone}: it changes
     by itself when w moves (`weight_decay` None: the model's λ)."""
     model = Sequential(model.layers, model.loss_layer, model.weight_decay)  # not the cache's key
@@ -227,86 +267,3 @@ def _build_decay(backend, model, part):
         return terms
 
     return decay
-
-
-def _build_layer_gradient(backend, model, l):
-    """gradient(params, outputs, t, samples, values, features, pair, h) -> (dW, db) of Affine
-    layer `l`: the loss differences of every distinct pair, chunk by chunk (`backend.scan`),
-    credited to each entry's weight by a scatter-add."""
-    xp, layers = backend.xp, model.layers
-    differences = _build_loss_differences(backend, layers, l)
-
-    def gradient(params, outputs, t, samples, values, features, pair, h):
-        d_in, d_out = params[layers[l].weight].shape
-
-        def chunk(carry, c):
-            return carry, differences(params, outputs, t, samples[c, ...], values[c, ...], h)
-
-        _, rows = backend.scan(chunk, None, samples.shape[0])
-        per_entry = xp.take(xp.reshape(rows, (-1, d_out)), pair, axis=0)
-        zeros = xp.zeros((d_in + 2, d_out), dtype=rows.dtype, device=device_of(rows))
-        total = backend.scatter_add(zeros, features, per_entry) / (2 * h * outputs[0].shape[0])
-        return total[:d_in, ...], total[d_in, ...]
-
-    return gradient
-
-
-def _build_loss_differences(backend, layers, l):
-    xp = backend.xp
-    layer = layers[l]
-    m = next((k for k in range(l + 1, len(layers)) if isinstance(layers[k], Affine)), None)
-
-    def differences(params, outputs, t, samples, values, h):
-        d_out = params[layer.weight].shape[1]
-        device = device_of(values)
-        base = xp.take(outputs[l], samples, axis=0)                    # (P, d_out)
-        signs = xp.asarray([1, -1], dtype=base.dtype, device=device)
-        moved = h * values[:, None, None] * signs                      # (P, 1, ±)
-        if m is None:  # the last Affine: only score j of the sample's row moves
-            rows = base
-            eye = xp.eye(d_out, dtype=base.dtype, device=device)
-            delta = moved[..., None] * eye[None, :, None, :]            # (P, d_out, ±, d_out)
-        else:
-            z = base[:, :, None] + moved                                # (P, d_out, ±)
-            for between in layers[l + 1:m]:                              # elementwise
-                z = between.forward(params, z)[0]
-            dz = z - xp.take(outputs[m - 1], samples, axis=0)[:, :, None]  # change of input j of layer m
-            rows = xp.take(outputs[m], samples, axis=0)                 # (P, D)
-            delta = dz[..., None] * params[layers[m].weight][None, :, None, :]  # rank-1 update
-        if m is None or m == len(layers) - 1:
-            # rows + delta are the scores: softmax is shift-invariant, so shift by the unperturbed
-            # row's max and reuse its exponentials (|delta| is at most about h·|x|·|W|).
-            e_rows = xp.exp(rows - xp.max(rows, axis=-1, keepdims=True))
-            exps = e_rows[:, None, None, :] * xp.exp(delta)
-        else:
-            scores = rows[:, None, None, :] + delta
-            for rest in layers[m + 1:]:
-                scores = _apply(rest, params, scores)
-            exps = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
-        losses = _losses_from_exps(xp, exps, xp.take(t, samples, axis=0))  # (P, d_out, ±)
-        return losses[..., 0] - losses[..., 1]
-
-    return differences
-
-
-def _apply(layer, params, rows):
-    """A layer on rows stacked in any leading shape (..., D): Affine acts on the last axis."""
-    if isinstance(layer, Affine):
-        return rows @ params[layer.weight] + params[layer.bias]
-    return layer.forward(params, rows)[0]
-
-
-def _losses_from_exps(xp, exps, t):
-    """The book's -Σ t·log(softmax + 1e-7) per row, from exp(scores - shift) of shape (P, ..., C);
-    t holds one label (P,) or one-hot row (P, C) per leading index."""
-    total = xp.sum(exps, axis=-1)
-    extra = (1,) * (exps.ndim - 2)
-    if t.ndim == 1:  # the label's column of every row, gathered from the flattened array
-        classes, rows = exps.shape[-1], math.prod(total.shape)
-        per_sample = rows // t.shape[0]
-        labels = xp.reshape(xp.broadcast_to(xp.reshape(t, (-1, 1)), (t.shape[0], per_sample)), (-1,))
-        columns = xp.arange(rows, dtype=labels.dtype, device=device_of(t)) * classes + labels
-        e_t = xp.reshape(xp.take(xp.reshape(exps, (-1,)), columns), total.shape)
-        return -xp.log(e_t / total + CROSS_ENTROPY_DELTA)
-    t = xp.reshape(t, t.shape[:1] + extra + t.shape[1:])
-    return -xp.sum(t * xp.log(exps / total[..., None] + CROSS_ENTROPY_DELTA), axis=-1)
