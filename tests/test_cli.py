@@ -300,3 +300,20 @@ def test_search_has_its_own_command(tmp_path, capsys):
     assert len(json.loads((tmp_path / "hyperparameter-search.json").read_text())["trials"]) == 2
     with pytest.raises(SystemExit):  # the search's options belong to `xpnet search` only
         main(["experiment", "weight-init-compare", "--trials", "2"])
+
+
+def test_eval_samples_thins_the_epochs_accuracies_but_not_the_final_one(tmp_path, capsys):
+    reports = {}
+    for eval_samples in (None, 30):
+        out = tmp_path / f"{eval_samples}.json"
+        flags = [] if eval_samples is None else ["--eval-samples", str(eval_samples)]
+        assert main(["train", "--dataset", "mnist-5k", "--epochs", "2", "--lr", "0.5", "--backend",
+                     "numpy", *flags, "--json", str(out)]) == 0
+        reports[eval_samples] = json.loads(out.read_text())
+    capsys.readouterr()
+    whole, thinned = reports[None], reports[30]
+    assert thinned["final_test_acc"] == whole["final_test_acc"]  # the same training, all 1,000
+    for a, b in zip(whole["epochs"], thinned["epochs"]):
+        assert a["train_loss"] == b["train_loss"]
+        assert round(b["test_acc"] * 30, 9) % 1 == 0 and round(b["train_acc"] * 30, 9) % 1 == 0
+    assert any(round(e["test_acc"] * 30, 9) % 1 for e in whole["epochs"])  # out of 1,000, not 30
