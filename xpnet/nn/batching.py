@@ -15,6 +15,12 @@ def chunks(n, size=EVAL_CHUNK):
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
+def count_in_chunks(count, params, x, t, net_state):
+    """The sum of `count(params, x[part], t[part], net_state)` (a model's correct_count, compiled
+    or not) over the EVAL_CHUNK-sample chunks of (x, t): a device scalar, nothing copied back."""
+    return sum(count(params, x[part, ...], t[part, ...], net_state) for part in chunks(x.shape[0]))
+
+
 def batch_order(seed, epoch, n, batch_size, backend):
     """A device array (n // batch_size, batch_size) of sample indices: epoch `epoch`'s order.
 

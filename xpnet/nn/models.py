@@ -5,7 +5,7 @@ from xpnet.backends import get_backend
 from xpnet.checks import check_fits_in_memory, check_float_dtype, check_int, check_number, check_seed
 from xpnet.data.validation import check_labels
 from xpnet.errors import ConfigError
-from xpnet.nn.batching import chunks
+from xpnet.nn.batching import count_in_chunks
 from xpnet.nn.init import affine_params, host_rng
 from xpnet.nn.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss, activation_layer
 from xpnet.nn.network import Sequential
@@ -97,8 +97,7 @@ class Net:
         """Fraction of samples classified right (inference mode), as a Python float; EVAL_CHUNK
         samples per forward pass, so a conv net's test set needs no gigabytes."""
         x, t = self.to_device(x, t)
-        count = sum(self.model.correct_count(self.params, x[part, ...], t[part, ...], self.state)
-                    for part in chunks(x.shape[0]))
+        count = count_in_chunks(self.model.correct_count, self.params, x, t, self.state)
         return self.backend.to_numpy(count).item() / x.shape[0]
 
     def gradient(self, x, t):

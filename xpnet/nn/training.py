@@ -19,7 +19,7 @@ from xpnet.backends import backend_of, namespace_of
 from xpnet.checks import check_int, check_seed
 from xpnet.data.validation import check_classification_data
 from xpnet.errors import ConfigError, DivergedError
-from xpnet.nn.batching import EVAL_CHUNK, batch_order, chunks
+from xpnet.nn.batching import EVAL_CHUNK, batch_order, count_in_chunks
 from xpnet.nn.callbacks import Callback, Checkpoint, LambdaCallback, ProgressBar
 from xpnet.nn.structured_gradient import model_numerical_gradient
 
@@ -115,9 +115,7 @@ def accuracy(count, state, x, t):
     """The fraction of (x, t) that `count` (the model's correct_count, compiled or not) gets right
     with the params of `state`, EVAL_CHUNK samples per call: one device -> host copy, so only at
     logging boundaries."""
-    total = sum(count(state.params, x[part, ...], t[part, ...], state.net_state)
-                for part in chunks(x.shape[0]))
-    return _value(total) / x.shape[0]
+    return _value(count_in_chunks(count, state.params, x, t, state.net_state)) / x.shape[0]
 
 
 def _compiled_count(backend, model, state, x, t):
