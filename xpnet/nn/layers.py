@@ -230,24 +230,28 @@ class Dropout(BaseLayer):
     """Zero each input with probability `ratio` in training; the book scales by 1 − ratio at test.
 
     `inverted=True` is the modern convention instead: scale the kept inputs by 1/(1 − ratio) in
-    training and pass everything through at test. The mask comes from `ctx.key`.
+    training and pass everything through at test. The mask comes from `ctx.key`, or with `mask`
+    (a state entry's name) it is `ctx.state[mask]`, 1 where an input is kept, drawn by the
+    caller: `xpnet book run` draws it from the book's global `np.random`, as the book does.
     """
 
-    random = True
-
-    def __init__(self, ratio=0.5, inverted=False):
+    def __init__(self, ratio=0.5, inverted=False, mask=None):
         if not 0 <= ratio < 1:
             raise ValueError(f"dropout ratio must be in [0, 1), got {ratio}")
-        self.ratio, self.inverted = float(ratio), inverted
+        self.ratio, self.inverted, self.mask = float(ratio), inverted, mask
+        self.random = mask is None
 
     def forward(self, params, x, ctx=INFERENCE):
         if not ctx.train:
             return (x if self.inverted else x * (1.0 - self.ratio)), None, {}
-        if ctx.key is None:
+        if self.mask is not None:
+            mask = backend_of(x).xp.astype(ctx.state[self.mask], x.dtype)
+        elif ctx.key is None:
             raise ValueError("Dropout in training mode needs a random key (key=...)")
-        backend = backend_of(x)
-        keep = backend.uniform(ctx.key, x.shape, x.dtype) > self.ratio  # as the book
-        mask = backend.xp.astype(keep, x.dtype)
+        else:
+            backend = backend_of(x)
+            keep = backend.uniform(ctx.key, x.shape, x.dtype) > self.ratio  # as the book
+            mask = backend.xp.astype(keep, x.dtype)
         if self.inverted:
             mask = mask * (1.0 / (1.0 - self.ratio))
         return x * mask, mask, {}
@@ -259,7 +263,9 @@ class Dropout(BaseLayer):
         return dout * mask, {}
 
     def __repr__(self):
-        return f"Dropout({self.ratio}{', inverted=True' if self.inverted else ''})"
+        extras = (", inverted=True" if self.inverted else "") + \
+            (f", mask={self.mask!r}" if self.mask is not None else "")
+        return f"Dropout({self.ratio}{extras})"
 
 
 #: Activation layers by the names the book's models accept (argparse choices: `list(ACTIVATIONS)`).
