@@ -41,11 +41,12 @@ def save_checkpoint(path, tree, meta):
                          "one (if any) is kept") from None
 
 
-def load_checkpoint(path, template, backend, config=None):
+def load_checkpoint(path, template, backend, config=None, required=("epoch", "history")):
     """(tree, meta) from `path`; `tree` has the structure, shapes and dtypes of `template`, its
     arrays on `backend`. With `config`, the run configuration saved as meta["config"] must equal it.
     Raises DataError naming the file and what does not fit; meta["epoch"] is then an int >= 0,
-    meta["history"] a list of dicts and meta["config"], when there, a dict."""
+    meta["history"] a list of dicts and meta["config"], when there, a dict. `required`: the
+    meta entries a training checkpoint must have (none for a file of params alone)."""
     stored = _read_arrays(path)
     meta = _meta_of(path, stored.pop(_META, None))
     _check_meta(path, meta, required=())  # the types first: the config is compared next
@@ -67,7 +68,7 @@ def load_checkpoint(path, template, backend, config=None):
         if value.shape != tuple(like.shape) or value.dtype.name != dtype:
             raise DataError(f"{path}: {name} is {value.dtype}{list(value.shape)}, this run needs "
                             f"{dtype}{list(like.shape)}")
-    _check_meta(path, meta)
+    _check_meta(path, meta, required)
     return _unflatten(template, "", {k: backend.asarray(v) for k, v in stored.items()}), meta
 
 
