@@ -1,0 +1,1 @@
+"""Book-style building blocks: functions, layers, optimizers, nets and a trainer."""
