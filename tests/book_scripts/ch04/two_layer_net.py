@@ -1,0 +1,1 @@
+raise RuntimeError("the script's own two_layer_net.py was imported; xpnet must serve its own")

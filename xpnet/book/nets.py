@@ -1,0 +1,231 @@
+"""The book's nets as its scripts use them: NumPy in, NumPy out, the work on the run's backend.
+
+Each class takes the book's constructor arguments and builds xpnet's pure model of the same net
+(`xpnet.nn.models`, `xpnet.nn.convnets`) on the session's backend in float64. `params` holds
+host NumPy arrays drawn from the global `np.random` in the book's order, so a seeded script
+starts from the book's very weights; Dropout masks are drawn from it too, as the book's layers
+do. Every call reads `params` afresh and runs one compiled program (on JAX) for the whole net.
+"""
+import math
+
+import numpy as np
+
+from xpnet.book.params_file import load_params, save_params
+from xpnet.book.session import BOOK_DTYPE, current
+from xpnet.errors import ConfigError
+from xpnet.nn import convnets, models
+from xpnet.nn.batching import count_in_chunks
+from xpnet.nn.layers import Affine, Dropout
+from xpnet.nn.network import Sequential
+from xpnet.nn.structured_gradient import model_numerical_gradient
+
+_PROGRAMS = {}  # (backend, model structure) -> _Programs
+
+
+class _Programs:
+    """A model's functions, jitted once per backend and structure (its repr), so a script that
+    builds thirty nets of one shape compiles each program once on JAX."""
+
+    def __init__(self, backend, model):
+        jit = backend.jit
+        self.predict = jit(lambda p, x, s: model.predict(p, x, False, s))
+        self.train_predict = jit(lambda p, x, s: model.forward(p, x, True, s)[::2])
+        self.loss = jit(lambda p, x, t, s: model.loss(p, x, t, False, s))
+        self.train_loss = jit(lambda p, x, t, s: _train_loss(model, p, x, t, s))
+        self.gradient = jit(model.loss_grad_state)
+        self.correct = jit(model.correct_count)
+
+
+def _train_loss(model, params, x, t, state):
+    scores, _, new_state = model.forward(params, x, True, state)
+    return model.loss_layer.forward(params, scores, t)[0] + model.decay_loss(params), new_state
+
+
+def init_scale(weight_init_std):
+    """shape -> the std of a weight of that shape, as the book: a number as it is; "relu"/"he"
+    √(2/fan-in) and "sigmoid"/"xavier" √(1/fan-in), the fan-in being a matrix's rows or a
+    filter's C·FH·FW."""
+    def scale(shape):
+        if not isinstance(weight_init_std, str):
+            return weight_init_std
+        fan_in = math.prod(shape[1:]) if len(shape) == 4 else shape[0]
+        return math.sqrt((2.0 if weight_init_std.lower() in ("relu", "he") else 1.0) / fan_in)
+    return scale
+
+
+class BookNet:
+    """What the served nets share. `params` (W1, b1, …) is the single source of truth: every
+    method reads it afresh, so `params[key] -= lr * grad[key]`, `optimizer.update(params, grads)`
+    and replacing an entry all take effect on every backend. BatchNorm's running statistics
+    stay on the device; each training-mode pass updates them, as the book's layers do."""
+
+    #: Whether `loss(x, t)` runs in training mode by default (the book's DeepConvNet does).
+    loss_trains = False
+
+    def __init__(self, net, scale):
+        self._net, self._backend = net, net.backend
+        layers, self._masks, width = [], [], None
+        for layer in net.model.layers:
+            if isinstance(layer, Affine):
+                width = net.params[layer.weight].shape[1]
+            if isinstance(layer, Dropout):  # its mask comes from np.random, as the book's
+                name = f"dropout_mask{len(self._masks) + 1}"
+                self._masks.append((name, width, layer.ratio))
+                layer = Dropout(layer.ratio, mask=name)
+            layers.append(layer)
+        self._model = Sequential(layers, net.model.loss_layer, net.model.weight_decay)
+        key = (self._backend, repr(self._model))
+        self._programs = _PROGRAMS.get(key) or _PROGRAMS.setdefault(
+            key, _Programs(self._backend, self._model))
+        self.params = {name: _initial(name, tuple(value.shape), scale)
+                       for name, value in net.params.items()}  # W1, W2, … drawn in order
+        self._state, net.params = net.state, {}
+        self._grad_order = [name for layer in layers for name in vars(layer).values()
+                            if isinstance(name, str) and name in self.params]
+
+    def predict(self, x, train_flg=False):
+        x, params = self._net.to_device(x), self._device_params()
+        if not train_flg:
+            return _host(self._backend, self._programs.predict(params, x, self._state))
+        y, state = self._programs.train_predict(params, x, self._training_state(x.shape[0]))
+        self._keep(state)
+        return _host(self._backend, y)
+
+    def loss(self, x, t, train_flg=None):
+        x, t = self._inputs(x, t)
+        params = self._device_params()
+        if not (self.loss_trains if train_flg is None else train_flg):
+            loss = self._programs.loss(params, x, t, self._state)
+        else:
+            loss, state = self._programs.train_loss(params, x, t, self._training_state(x.shape[0]))
+            self._keep(state)
+        return np.float64(self._backend.to_numpy(loss))
+
+    def accuracy(self, x, t, batch_size=100):
+        """The fraction classified right in inference mode (`batch_size` is the book's; xpnet
+        counts in chunks of its own, which gives the same number)."""
+        x, t = self._inputs(x, t)
+        count = count_in_chunks(self._programs.correct, self._device_params(), x, t, self._state)
+        return np.float64(self._backend.to_numpy(count)) / x.shape[0]
+
+    def gradient(self, x, t):
+        """Backprop in training mode: {name: host array}, in the book's order."""
+        x, t = self._inputs(x, t)
+        _, grads, state = self._programs.gradient(self._device_params(), x, t,
+                                                  self._training_state(x.shape[0]))
+        self._keep(state)
+        return self._host_grads(grads)
+
+    def numerical_gradient(self, x, t):
+        """Central differences of the training-mode loss for every parameter: the book's numbers
+        (h = 1e-4) computed in bulk (`xpnet.nn.structured_gradient`). The Dropout masks are drawn
+        once for all of them, where the book draws new ones for every perturbed loss."""
+        x, t = self._inputs(x, t)
+        grads = model_numerical_gradient(self._model, self._device_params(), x, t,
+                                         self._training_state(x.shape[0]))
+        return self._host_grads(grads)
+
+    def save_params(self, file_name="params.pkl"):
+        save_params(file_name, self.params, type(self).__name__)
+
+    def load_params(self, file_name="params.pkl"):
+        self.params.update(load_params(file_name, self.params))
+
+    def _inputs(self, x, t):
+        """x and t on the device; labels may also be an (N, 1) column, as some scripts slice them."""
+        t = np.asarray(t) if isinstance(t, (list, tuple)) else t
+        if getattr(t, "ndim", 0) == 2 and t.shape[1] == 1 and t.shape[0] == len(x):
+            t = t[:, 0]
+        return self._net.to_device(x, t)
+
+    def _device_params(self):
+        return {name: self._backend.asarray(value, BOOK_DTYPE) for name, value in self.params.items()}
+
+    def _training_state(self, n):
+        """BatchNorm's state plus, per Dropout layer in order, the book's mask np.random.rand(N, D)
+        > ratio, drawn from the global generator."""
+        state = dict(self._state)
+        for name, width, ratio in self._masks:
+            state[name] = self._backend.asarray(np.random.rand(n, width) > ratio)
+        return state
+
+    def _keep(self, state):
+        masks = {name for name, _, _ in self._masks}
+        self._state = {k: v for k, v in state.items() if k not in masks}
+
+    def _host_grads(self, grads):
+        return {name: _host(self._backend, grads[name]) for name in self._grad_order}
+
+
+def _host(backend, array):
+    """A writable host NumPy array of `array` (a script may change what it gets in place)."""
+    host = backend.to_numpy(array)
+    return host if host.flags.writeable else host.copy()
+
+
+def _initial(name, shape, scale):
+    """A parameter's initial value as the book makes it: weights scale·randn, γ ones, others 0."""
+    if name.startswith("W"):
+        return scale(shape) * np.random.randn(*shape)
+    return np.ones(shape) if name.startswith("gamma") else np.zeros(shape)
+
+
+def _backend():
+    return current().backend
+
+
+class TwoLayerNet(BookNet):
+    """Chapter 4's (sigmoid; for scripts in a folder named ch04) or chapter 5's (ReLU) net."""
+
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
+        activation = "sigmoid" if current().chapter == "ch04" else "relu"
+        super().__init__(models.TwoLayerNet(input_size, hidden_size, output_size, weight_init_std,
+                                            activation, _backend(), dtype=BOOK_DTYPE),
+                         init_scale(weight_init_std))
+
+
+class MultiLayerNet(BookNet):
+    def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
+                 weight_init_std="relu", weight_decay_lambda=0):
+        super().__init__(models.MultiLayerNet(input_size, hidden_size_list, output_size, activation,
+                                              weight_init_std, weight_decay_lambda, _backend(),
+                                              dtype=BOOK_DTYPE),
+                         init_scale(weight_init_std))
+
+
+class MultiLayerNetExtend(BookNet):
+    def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
+                 weight_init_std="relu", weight_decay_lambda=0, use_dropout=False,
+                 dropout_ration=0.5, use_batchnorm=False):
+        super().__init__(models.MultiLayerNetExtend(
+            input_size, hidden_size_list, output_size, activation, weight_init_std,
+            weight_decay_lambda, use_dropout, dropout_ration, use_batchnorm, _backend(),
+            dtype=BOOK_DTYPE), init_scale(weight_init_std))
+
+
+class SimpleConvNet(BookNet):
+    def __init__(self, input_dim=(1, 28, 28),
+                 conv_param={"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1},
+                 hidden_size=100, output_size=10, weight_init_std=0.01):
+        super().__init__(convnets.SimpleConvNet(input_dim, conv_param, hidden_size, output_size,
+                                                weight_init_std, _backend(), dtype=BOOK_DTYPE),
+                         init_scale(weight_init_std))
+
+
+class DeepConvNet(BookNet):
+    """The book's chapter-8 net with its fixed layers; `loss(x, t)` runs in training mode, as
+    the book's does. A `conv_param_N` other than the book's is refused."""
+
+    loss_trains = True
+
+    def __init__(self, input_dim=(1, 28, 28), conv_param_1=None, conv_param_2=None,
+                 conv_param_3=None, conv_param_4=None, conv_param_5=None, conv_param_6=None,
+                 hidden_size=50, output_size=10):
+        given = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
+        for i, (value, (filters, pad)) in enumerate(zip(given, convnets.DEEP_CONVS), start=1):
+            book = {"filter_num": filters, "filter_size": 3, "pad": pad, "stride": 1}
+            if value is not None and value != book:
+                raise ConfigError(f"DeepConvNet: conv_param_{i}={value!r} is not the book's "
+                                  f"{book}; xpnet's DeepConvNet has the book's layers only")
+        super().__init__(convnets.DeepConvNet(input_dim, hidden_size, output_size, _backend(),
+                                              dtype=BOOK_DTYPE), init_scale("he"))
