@@ -1,5 +1,5 @@
-"""Shared by the benchmark suites: the smoke-run switch, and the gradient suite's medians (its
-speed-ups of one run are printed at the end)."""
+"""Shared by the benchmark suites: the smoke-run switch, and the medians of the gradient and
+book-script suites (their ratios of one run are printed at the end)."""
 import os
 
 import pytest
@@ -8,6 +8,7 @@ QUICK_VAR = "XPNET_BENCH_QUICK"
 collect_ignore = ["gpu-kit"]  # the GPU check's packages (make gpu-check-prepare), tests and all
 
 MEDIANS = {}
+BOOK_MEDIANS = {}  # the book-script suite's: impl -> median s
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,24 @@ def record_median():
     return record
 
 
+@pytest.fixture
+def record_book_median():
+    """Call with (impl, benchmark) after a run of the book-script suite; the summary divides by
+    the plain-NumPy run."""
+    def record(impl, benchmark):
+        benchmark.extra_info.update(suite="book-script", impl=impl)
+        if benchmark.stats is not None:
+            BOOK_MEDIANS[impl] = benchmark.stats.stats.median
+    return record
+
+
 def pytest_terminal_summary(terminalreporter):
+    plain = next((m for impl, m in BOOK_MEDIANS.items() if impl.startswith("plain")), None)
+    if plain is not None:
+        terminalreporter.write_sep("-", "a chapter-6 script (batchnorm_compare.py), one whole run")
+        terminalreporter.write_line(f"{'run':<34}{'median s':>12}{'vs plain numpy':>18}")
+        for impl, median in BOOK_MEDIANS.items():
+            terminalreporter.write_line(f"{impl:<34}{median:>12.3f}{median / plain:>17.2f}x")
     reference = MEDIANS.get("book loop (numpy)")
     if not MEDIANS or reference is None:
         return

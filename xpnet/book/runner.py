@@ -53,6 +53,7 @@ def run_script(script, args=(), backend=None, device=None, dataset="auto", figur
     the plain-NumPy baseline in bench/book_style), those are imported instead of xpnet's: the
     same script, run the book's way, for comparisons."""
     path = Path(script).resolve()
+    book_root = None if book_root is None else Path(book_root).resolve()  # before the chdir
     if not path.is_file():
         raise XpnetError(f"no script at {script}" if not path.exists() else
                          f"{script} is not a file; give the path of a .py script")
@@ -99,14 +100,14 @@ def _served(folder, book_root=None):
     if book_root is None:
         sys.meta_path.insert(0, finder)
     else:
-        sys.path.insert(1, str(Path(book_root).resolve()))  # after the script's own folder
+        sys.path.insert(1, str(book_root))  # after the script's own folder
     try:
         yield
     finally:
         if book_root is None:
             sys.meta_path.remove(finder)
         for name in [*SERVED, *_modules_under(folder),
-                     *(_modules_under(Path(book_root).resolve()) if book_root else ())]:
+                     *(_modules_under(book_root) if book_root else ())]:
             sys.modules.pop(name, None)
         sys.modules.update(stale)
 

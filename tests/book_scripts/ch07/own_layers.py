@@ -40,4 +40,6 @@ for i in range(30):
     grads = net.gradient(x, t)
     for key in net.params:
         net.params[key] -= 0.5 * grads[key]
+    if i % 10 == 0:
+        print("loss:" + str(net.loss(x, t)))
 print("own net first:" + str(first) + " last:" + str(net.loss(x, t)))
