@@ -198,3 +198,14 @@ def test_only_the_backends_package_knows_the_array_libraries():
                     re.search(r"\.name\s*[!=]=\s*['\"](numpy|jax|torch|cupy)", line):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_a_backend_that_says_it_shares_host_memory_does(backend):
+    """`shares_host_memory`: a NumPy array handed to `asarray` is the backend array's memory."""
+    host = np.arange(4.0)
+    on_backend = backend.asarray(host, "float64")
+    host[0] = 9.0
+    if backend.shares_host_memory:
+        assert backend.to_numpy(on_backend)[0] == 9.0
+    else:
+        assert backend.name != "numpy"

@@ -21,6 +21,7 @@ class Backend:
 
     Members: `name`; `xp` (the Array API namespace); `device` (the library's device object, for
     `device=` on creation calls) and `device_name`; `mutable_arrays` (in-place writes work);
+    `shares_host_memory` (host NumPy arrays go in and out without a copy);
     `compiles` (`jit` compiles, so first calls pay for it); `index_dtype` (of batch orders);
     `asarray`, `to_numpy`, `dtype`, `writeable`; `jit`, `compile`, `sync`; `autodiff` and
     `grad`; `vmap`, `scan`, `tree_map`, `tree_stack`; `scatter_add`; the native convolution
@@ -30,6 +31,10 @@ class Backend:
 
     name = "array-api"
     mutable_arrays = True
+    #: True where `asarray` of a host NumPy array and `to_numpy` share its memory (NumPy, torch
+    #: on the CPU): moving many small arrays in and out costs nothing. Elsewhere each one is a
+    #: transfer, and code that moves many per step packs them into one.
+    shares_host_memory = False
     compiles = False
     #: True where `vmap` vectorizes (JAX); elsewhere it is a loop over the mapped axis.
     vectorizes = False

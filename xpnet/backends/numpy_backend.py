@@ -9,6 +9,7 @@ LIBRARIES = ("numpy",)
 
 class NumpyBackend(Backend):
     name = "numpy"
+    shares_host_memory = True
     #: NumPy gathers with intp indices without converting them first (int32 costs a copy).
     index_dtype_name = np.dtype(np.intp).name
 

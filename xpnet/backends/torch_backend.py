@@ -28,6 +28,7 @@ class TorchBackend(Backend):
         self.array_type = torch.Tensor
         self.compiles = os.environ.get(COMPILE_VAR) == "1"
         super().__init__(xp, device=torch.device(device), device_name=device)
+        self.shares_host_memory = self.device.type == "cpu"
 
     def _from_host(self, host, dtype):
         host = np.asarray(host)

@@ -7,6 +7,7 @@ starts from the book's very weights; Dropout masks are drawn from it too, as the
 do. Every call reads `params` afresh and runs one compiled program (on JAX) for the whole net.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,16 +25,60 @@ _PROGRAMS = {}  # (backend, model structure) -> _Programs
 
 class _Programs:
     """A model's functions, jitted once per backend and structure (its repr), so a script that
-    builds thirty nets of one shape compiles each program once on JAX."""
+    builds thirty nets of one shape compiles each program once on JAX.
 
-    def __init__(self, backend, model):
-        jit = backend.jit
-        self.predict = jit(lambda p, x, s: model.predict(p, x, False, s))
-        self.train_predict = jit(lambda p, x, s: model.forward(p, x, True, s)[::2])
-        self.loss = jit(lambda p, x, t, s: model.loss(p, x, t, False, s))
-        self.train_loss = jit(lambda p, x, t, s: _train_loss(model, p, x, t, s))
-        self.gradient = jit(model.loss_grad_state)
-        self.correct = jit(model.correct_count)
+    With a `layout` (backends that do not share host memory) the params go in as one flat
+    vector and the gradients come out as one: two transfers a step instead of two per parameter.
+    """
+
+    def __init__(self, backend, model, layout=None):
+        def taking(fn):  # fn(params, ...) -> program(params or flat vector, ...)
+            if layout is None:
+                return backend.jit(fn)
+            return backend.jit(lambda flat, *rest: fn(layout.unpack(backend.xp, flat), *rest))
+
+        def gradient(params, x, t, state):
+            loss, grads, new_state = model.loss_grad_state(params, x, t, state)
+            return loss, (grads if layout is None else layout.pack(backend.xp, grads)), new_state
+
+        self.predict = taking(lambda p, x, s: model.predict(p, x, False, s))
+        self.train_predict = taking(lambda p, x, s: model.forward(p, x, True, s)[::2])
+        self.loss = taking(lambda p, x, t, s: model.loss(p, x, t, False, s))
+        self.train_loss = taking(lambda p, x, t, s: _train_loss(model, p, x, t, s))
+        self.gradient = taking(gradient)
+        self.correct = taking(model.correct_count)
+
+
+class _Layout(NamedTuple):
+    """Where each parameter lies in one flat vector: names (in the book's gradient order) and
+    shapes."""
+    names: tuple
+    shapes: tuple
+
+    def bounds(self):
+        ends = np.cumsum([math.prod(shape) for shape in self.shapes]).tolist()
+        return zip(self.names, self.shapes, [0, *ends[:-1]], ends)
+
+    def pack(self, xp, tree):
+        return xp.concat([xp.reshape(tree[name], (-1,)) for name in self.names])
+
+    def unpack(self, xp, flat):
+        return {name: xp.reshape(flat[start:stop], shape)
+                for name, shape, start, stop in self.bounds()}
+
+    def pack_host(self, params):
+        """The host params as one float64 vector; a replaced entry of the wrong shape is refused."""
+        for name, shape in zip(self.names, self.shapes):
+            if np.shape(params[name]) != shape:
+                raise ConfigError(f"params[{name!r}] has shape {np.shape(params[name])}, the net "
+                                  f"needs {shape}")
+        return np.concatenate([np.ravel(np.asarray(params[name], dtype=np.float64))
+                               for name in self.names])
+
+    def unpack_host(self, flat):
+        """{name: writable view of `flat`} (a read-only `flat` is copied once)."""
+        flat = flat if flat.flags.writeable else flat.copy()
+        return {name: flat[start:stop].reshape(shape) for name, shape, start, stop in self.bounds()}
 
 
 def _train_loss(model, params, x, t, state):
@@ -74,14 +119,16 @@ class BookNet:
                 layer = Dropout(layer.ratio, mask=name)
             layers.append(layer)
         self._model = Sequential(layers, net.model.loss_layer, net.model.weight_decay)
-        key = (self._backend, repr(self._model))
-        self._programs = _PROGRAMS.get(key) or _PROGRAMS.setdefault(
-            key, _Programs(self._backend, self._model))
         self.params = {name: _initial(name, tuple(value.shape), scale)
                        for name, value in net.params.items()}  # W1, W2, … drawn in order
         self._state, net.params = net.state, {}
-        self._grad_order = [name for layer in layers for name in vars(layer).values()
-                            if isinstance(name, str) and name in self.params]
+        order = [name for layer in layers for name in vars(layer).values()
+                 if isinstance(name, str) and name in self.params]
+        self._layout = _Layout(tuple(order), tuple(self.params[n].shape for n in order))
+        packed = None if self._backend.shares_host_memory else self._layout
+        key = (self._backend, repr(self._model), packed)
+        self._programs = _PROGRAMS.get(key) or _PROGRAMS.setdefault(
+            key, _Programs(self._backend, self._model, packed))
 
     def predict(self, x, train_flg=False):
         x, params = self._net.to_device(x), self._device_params()
@@ -121,9 +168,11 @@ class BookNet:
         (h = 1e-4) computed in bulk (`xpnet.nn.structured_gradient`). The Dropout masks are drawn
         once for all of them, where the book draws new ones for every perturbed loss."""
         x, t = self._inputs(x, t)
-        grads = model_numerical_gradient(self._model, self._device_params(), x, t,
+        params = {name: self._backend.asarray(value, BOOK_DTYPE)
+                  for name, value in self.params.items()}
+        grads = model_numerical_gradient(self._model, params, x, t,
                                          self._training_state(x.shape[0]))
-        return self._host_grads(grads)
+        return {name: _host(self._backend, grads[name]) for name in self._layout.names}
 
     def save_params(self, file_name="params.pkl"):
         save_params(file_name, self.params, type(self).__name__)
@@ -139,7 +188,12 @@ class BookNet:
         return self._net.to_device(x, t)
 
     def _device_params(self):
-        return {name: self._backend.asarray(value, BOOK_DTYPE) for name, value in self.params.items()}
+        """The params as the programs take them: each one (no copy where memory is shared), or
+        all packed into one vector moved in one transfer."""
+        if self._backend.shares_host_memory:
+            return {name: self._backend.asarray(value, BOOK_DTYPE)
+                    for name, value in self.params.items()}
+        return self._backend.asarray(self._layout.pack_host(self.params), BOOK_DTYPE)
 
     def _training_state(self, n):
         """BatchNorm's state plus, per Dropout layer in order, the book's mask np.random.rand(N, D)
@@ -154,7 +208,10 @@ class BookNet:
         self._state = {k: v for k, v in state.items() if k not in masks}
 
     def _host_grads(self, grads):
-        return {name: _host(self._backend, grads[name]) for name in self._grad_order}
+        """What `gradient`'s program returned, as {name: writable host array}."""
+        if self._backend.shares_host_memory:
+            return {name: _host(self._backend, grads[name]) for name in self._layout.names}
+        return self._layout.unpack_host(self._backend.to_numpy(grads))
 
 
 def _host(backend, array):
