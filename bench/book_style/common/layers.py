@@ -229,7 +229,7 @@ class Pooling:
     def backward(self, dout):
         dout = dout.transpose(0, 2, 3, 1)
         pool_size = self.pool_h * self.pool_w
-        dmax = np.zeros((dout.size, pool_size))
+        dmax = np.zeros((dout.size, pool_size), dtype=dout.dtype)
         dmax[np.arange(self.arg_max.size), self.arg_max.flatten()] = dout.flatten()
         dmax = dmax.reshape(dout.shape + (pool_size,))
         dcol = dmax.reshape(dmax.shape[0] * dmax.shape[1] * dmax.shape[2], -1)
