@@ -57,6 +57,7 @@ def test_labels_as_one_hot_integers_or_a_column_give_the_same_numbers(backend, s
     assert lines[0].split(" ", 1)[1] == lines[1].split(" ", 1)[1] == lines[2].split(" ", 1)[1]
     assert lines[3].endswith("type:ndarray")
     assert value(lines[3], "argmax agrees:") == value(lines[0], "acc:")
+    assert lines[4] == "dtypes:float64"  # the book's weights, gradients and scores
 
 
 def test_optimizers_update_the_nets_params_and_plain_floats_in_place(backend, scripts, capsys):
@@ -113,12 +114,16 @@ def test_cli_passes_script_arguments_and_exit_status(tmp_path):
     script = tmp_path / "args.py"
     script.write_text("import sys, os\nprint(sys.argv[1:], os.getcwd())\nsys.exit(3)\n")
     done = subprocess.run([sys.executable, "-m", "xpnet", "book", "run", str(script), "--seed", "1",
-                           "--", "--lr", "0.1"], capture_output=True, text=True)
+                           "--device", "cpu", "--", "--lr", "0.1"], capture_output=True, text=True)
     assert done.returncode == 3, done.stderr
     assert done.stdout.strip() == f"['--lr', '0.1'] {tmp_path}"
     missing = subprocess.run([sys.executable, "-m", "xpnet", "book", "run", "nowhere.py"],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no script at nowhere.py" in missing.stderr
+    unknown = subprocess.run([sys.executable, "-m", "xpnet", "book", "run", str(script), "--backend",
+                              "nope"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    assert "unknown backend 'nope'" in unknown.stderr
 
 
 @pytest.mark.parametrize("name", ["ch04/train_by_hand.py", "ch06/dropout_trainer.py",

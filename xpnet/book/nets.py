@@ -24,8 +24,9 @@ _PROGRAMS = {}  # (backend, model structure) -> _Programs
 
 
 class _Programs:
-    """A model's functions, jitted once per backend and structure (its repr), so a script that
-    builds thirty nets of one shape compiles each program once on JAX.
+    """A model's functions, jitted once per backend and structure (its repr, weight decay λ
+    left out: it is an argument), so a script that builds thirty nets of one shape, or a search
+    over λ, compiles each program once on JAX.
 
     With a `layout` (backends that do not share host memory) the params go in as one flat
     vector and the gradients come out as one: two transfers a step instead of two per parameter.
@@ -37,14 +38,14 @@ class _Programs:
                 return backend.jit(fn)
             return backend.jit(lambda flat, *rest: fn(layout.unpack(backend.xp, flat), *rest))
 
-        def gradient(params, x, t, state):
-            loss, grads, new_state = model.loss_grad_state(params, x, t, state)
+        def gradient(params, x, t, state, decay):
+            loss, grads, new_state = model.loss_grad_state(params, x, t, state, None, decay)
             return loss, (grads if layout is None else layout.pack(backend.xp, grads)), new_state
 
         self.predict = taking(lambda p, x, s: model.predict(p, x, False, s))
         self.train_predict = taking(lambda p, x, s: model.forward(p, x, True, s)[::2])
-        self.loss = taking(lambda p, x, t, s: model.loss(p, x, t, False, s))
-        self.train_loss = taking(lambda p, x, t, s: _train_loss(model, p, x, t, s))
+        self.loss = taking(lambda p, x, t, s, decay: model.loss(p, x, t, False, s, None, decay))
+        self.train_loss = taking(lambda p, x, t, s, decay: _train_loss(model, p, x, t, s, decay))
         self.gradient = taking(gradient)
         self.correct = taking(model.correct_count)
 
@@ -81,9 +82,10 @@ class _Layout(NamedTuple):
         return {name: flat[start:stop].reshape(shape) for name, shape, start, stop in self.bounds()}
 
 
-def _train_loss(model, params, x, t, state):
+def _train_loss(model, params, x, t, state, decay):
     scores, _, new_state = model.forward(params, x, True, state)
-    return model.loss_layer.forward(params, scores, t)[0] + model.decay_loss(params), new_state
+    loss = model.loss_layer.forward(params, scores, t)[0] + model.decay_loss(params, decay)
+    return loss, new_state
 
 
 def init_scale(weight_init_std):
@@ -126,9 +128,11 @@ class BookNet:
                  if isinstance(name, str) and name in self.params]
         self._layout = _Layout(tuple(order), tuple(self.params[n].shape for n in order))
         packed = None if self._backend.shares_host_memory else self._layout
-        key = (self._backend, repr(self._model), packed)
-        self._programs = _PROGRAMS.get(key) or _PROGRAMS.setdefault(
-            key, _Programs(self._backend, self._model, packed))
+        structure = Sequential(layers, net.model.loss_layer)  # λ goes in as an argument
+        key = (self._backend, repr(structure), packed)
+        if key not in _PROGRAMS:
+            _PROGRAMS[key] = _Programs(self._backend, structure, packed)
+        self._programs, self._decay = _PROGRAMS[key], net.model.weight_decay
 
     def predict(self, x, train_flg=False):
         x, params = self._net.to_device(x), self._device_params()
@@ -142,9 +146,10 @@ class BookNet:
         x, t = self._inputs(x, t)
         params = self._device_params()
         if not (self.loss_trains if train_flg is None else train_flg):
-            loss = self._programs.loss(params, x, t, self._state)
+            loss = self._programs.loss(params, x, t, self._state, self._decay)
         else:
-            loss, state = self._programs.train_loss(params, x, t, self._training_state(x.shape[0]))
+            loss, state = self._programs.train_loss(params, x, t, self._training_state(x.shape[0]),
+                                                    self._decay)
             self._keep(state)
         return np.float64(self._backend.to_numpy(loss))
 
@@ -159,7 +164,7 @@ class BookNet:
         """Backprop in training mode: {name: host array}, in the book's order."""
         x, t = self._inputs(x, t)
         _, grads, state = self._programs.gradient(self._device_params(), x, t,
-                                                  self._training_state(x.shape[0]))
+                                                  self._training_state(x.shape[0]), self._decay)
         self._keep(state)
         return self._host_grads(grads)
 

@@ -17,3 +17,4 @@ for name, t in forms.items():
 y = network.predict(x)
 print("argmax agrees:" + str(np.mean(np.argmax(y, axis=1) == t_train[:40])) + " type:"
       + type(y).__name__)
+print("dtypes:" + " ".join(sorted({str(v.dtype) for v in [*network.params.values(), *grad.values(), y]})))
