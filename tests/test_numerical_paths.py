@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_close
-from xpnet.backends import backend_of
+from xpnet.backends import backend_of, dtype_name
 from xpnet.nn import (
     Affine,
     BaseLayer,
+    BatchNormalization,
     MultiLayerNetExtend,
     Relu,
     Sequential,
@@ -112,16 +113,18 @@ def test_three_batchnorm_blocks_match_the_book_loop(backend):
     assert_like_the_book(net.model, net.params, xd, td, net.state)
 
 
-def _batchnorm_net(backend, second=6):
+def _batchnorm_net(backend, second=6, **options):
     net = MultiLayerNetExtend(7, [6, second], 3, weight_init_std=0.6, use_batchnorm=True,
-                              backend=backend, seed=6, dtype="float64")
+                              backend=backend, seed=6, dtype="float64", **options)
     return net, *net.to_device(*batch(n=8, seed=4))
 
 
-def _at_the_kink(backend, net, x, entries):
+def _at_the_kink(backend, net, x, entries, key=None):
     """beta2 set so that the second block's ReLU input is 0 at (sample, column) `entries` (one per
     column at most): every perturbation before the block moves them across the kink."""
-    normalised = backend.to_numpy(net.model.forward(net.params, x, True, net.state)[1][4][0])
+    second = [k for k, layer in enumerate(net.model.layers) if isinstance(layer, BatchNormalization)][1]
+    caches = net.model.forward(net.params, x, True, net.state, key)[1]
+    normalised = backend.to_numpy(caches[second][0])
     beta = backend.to_numpy(net.params["beta2"]).copy()
     gamma = backend.to_numpy(net.params["gamma2"])
     for n, k in entries:
@@ -156,6 +159,20 @@ def test_when_the_shortcut_cannot_vouch_for_a_relu_the_layer_is_recomputed(backe
     _at_the_kink(backend, net, x, [(k % 8, k) for k in range(24)])
     assert_like_the_book(net.model, net.params, x, t, net.state)
     assert _first_block_programs(net) == {True, False}
+
+
+def test_entries_dropout_zeroes_are_not_at_risk(backend):
+    """ReLU inputs at the kink where Dropout zeroes the output (one in each of 24 columns):
+    their sign changes nothing, so they take none of the RISKY places and need no check."""
+    net, x, t = _batchnorm_net(backend, second=24, use_dropout=True, dropout_ratio=0.5)
+    key = net.next_key()
+    masks = backend.to_numpy(net.model.forward(net.params, x, True, net.state, key)[1][7])
+    entries = [(int(np.flatnonzero(masks[:, k] == 0)[0]), k) for k in range(24)
+               if (masks[:, k] == 0).any()]
+    assert len(entries) > 16
+    _at_the_kink(backend, net, x, entries, key)
+    assert_like_the_book(net.model, net.params, x, t, net.state, key)
+    assert _first_block_programs(net) == {True}
 
 
 def test_a_conv_net_matches_the_book_loop(backend):
@@ -250,3 +267,149 @@ def test_memory_stays_bounded(case):
     finally:
         tracemalloc.stop()
     assert peak < 256 << 20
+
+
+# ---- regressions of the review: each failed before its fix ----
+
+def _batchnorm_and_plain_nets(backend, dtype="float64", **options):
+    return [MultiLayerNetExtend(7, [6, 5], 3, weight_init_std=0.6, use_batchnorm=True,
+                                backend=backend, seed=7, dtype=dtype, **options),
+            TwoLayerNet(7, 5, 3, weight_init_std=0.8, activation="relu", backend=backend, seed=8,
+                        dtype=dtype)]
+
+
+def test_a_new_weight_decay_of_the_model_is_used(backend):
+    """λ is an argument of the weight-decay program, not a value it captured when first built."""
+    net = _batchnorm_and_plain_nets(backend)[1]
+    x, t = net.to_device(*batch(seed=8))
+    for lam in (0.0, 0.5, 0.25):
+        net.model.weight_decay = lam
+        assert_like_the_book(net.model, net.params, x, t)
+    reference = book_loop(net.model, net.params, x, t)  # λ = 0.25 on the model, 0.5 passed
+    fast = model_numerical_gradient(net.model, net.params, x, t, weight_decay=0.5)
+    w = backend.to_numpy(net.params["W1"])
+    assert_close(fast["W1"], backend.to_numpy(reference["W1"]) + 0.25 * w, atol=SAME_AS_LOOP, rtol=0)
+
+
+@pytest.mark.parametrize("label_dtype", ["uint8", "int8"])
+def test_small_integer_labels_do_not_wrap(backend, label_dtype):
+    """120 samples of 3 classes: flat indices n·C + t reach 359, beyond uint8 and int8."""
+    x, t = batch(n=120, seed=9)
+    for net in _batchnorm_and_plain_nets(backend):
+        xd = backend.asarray(x, "float64")
+        td = backend.asarray(t.astype(label_dtype))
+        assert_like_the_book(net.model, net.params, xd, td, net.state)
+
+
+def test_the_step_takes_the_dtype_of_each_parameter(backend):
+    """float32 inputs and float64 params: h = 1e-4 in float64, as the book adds it to the param
+    (a float32 step is 1e-4·(1 + 1e-9): 3e-8 relative error)."""
+    x, t = batch(n=8, zeros=0.4, seed=10)
+    x = x.astype(np.float32)  # values exact in float64 too
+    for net in _batchnorm_and_plain_nets(backend):
+        if backend.name == "torch":
+            pytest.skip("torch multiplies no float32 by float64 matrices (the book's loop neither)")
+        assert_like_the_book(net.model, net.params, backend.asarray(x, "float32"),
+                             backend.asarray(t), net.state)
+
+
+def test_float32_batchnorm_nets_match_the_float32_book_loop(backend):
+    """The BatchNorm block's allowances for rounding scale with the dtype's epsilon. In float32
+    each loss is rounded to about 1e-7, so a difference over 2h = 2e-4 to about 1e-3."""
+    net = _batchnorm_and_plain_nets(backend, "float32", use_dropout=True, dropout_ratio=0.3)[0]
+    x, t = net.to_device(*batch(n=9, zeros=0.4, seed=11))
+    key = net.next_key()
+    fast = model_numerical_gradient(net.model, net.params, x, t, net.state, key)
+    reference = book_loop(net.model, net.params, x, t, net.state, key)
+    for name in net.params:
+        assert dtype_name(fast[name].dtype) == "float32"
+        assert_close(fast[name], backend.to_numpy(reference[name]), atol=2e-2, rtol=0)
+
+
+class FeatureScale(BaseLayer):
+    """x·s, s one factor per feature: elementwise, with a parameter of its own."""
+
+    elementwise = True
+
+    def __init__(self, name):
+        self.name = name
+
+    def forward(self, params, x, ctx=None):
+        return x * params[self.name], x, {}
+
+
+@pytest.mark.parametrize("batchnorm", [True, False], ids=["column", "sample"])
+def test_elementwise_layers_with_parameters(backend, batchnorm):
+    """On the column path a column of all the samples goes through the layers after the Affine:
+    a per-feature factor must not be broadcast along the samples (N = D = 6 hid the mismatch)."""
+    layers = [Affine("W1", "b1")] + ([BatchNormalization("g", "be", "m", "v")] if batchnorm else []) \
+        + [FeatureScale("s"), Relu(), Affine("W2", "b2")]
+    model = Sequential(layers, SoftmaxWithLoss())
+    rng = np.random.default_rng(12)
+    params = {"W1": rng.standard_normal((7, 6)), "b1": rng.standard_normal(6),
+              "s": rng.standard_normal(6) + 1, "W2": rng.standard_normal((6, 3)),
+              "b2": rng.standard_normal(3)}
+    if batchnorm:
+        params.update(g=rng.random(6) + 0.5, be=rng.standard_normal(6))
+    params = {name: backend.asarray(value, "float64") for name, value in params.items()}
+    plan = gradient_plan(model, params)
+    assert [plan[k][0] for k in (0, 1)] == (["batched"] * 2 if batchnorm else ["sample", "batched"])
+    x, t = batch(n=6, seed=12)
+    assert_like_the_book(model, params, backend.asarray(x, "float64"), backend.asarray(t),
+                         model.init_state(params))
+
+
+def test_a_batchnorm_on_images_is_planned_as_batched():
+    """The plan reports the path taken: BatchNorm on 4-D conv outputs goes the batched way."""
+    from xpnet.nn import Convolution
+
+    model = Sequential([Convolution("W1", "b1"), BatchNormalization("g", "be", "m", "v"), Relu(),
+                        Affine("W2", "b2")], SoftmaxWithLoss())
+    params = {name: np.ones(2) for name in ("W1", "b1", "g", "be", "W2", "b2")}
+    assert gradient_plan(model, params, 4)[1] == ("batched", ["g", "be"])
+    assert gradient_plan(model, params, 4)[3] == ("sample", ["W2", "b2"])
+
+
+class Linear(BaseLayer):
+    """x·L, a matrix parameter in a layer the structured paths do not know."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def forward(self, params, x, ctx=None):
+        return x @ params[self.name], x, {}
+
+
+@pytest.mark.parametrize("case", ["batchnorm-block", "sparse", "vmapped-layer"])
+def test_memory_follows_chunk_bytes(case):
+    """Peak memory (NumPy, tracemalloc) with 256 KiB chunks: a few chunks, plus the forward pass
+    and the host bookkeeping. Before, arrays of the whole batch did not count: the BatchNorm
+    block's two fixed N·D'·D products (11 MiB here), the sparse mode's gather of every
+    non-zero input's row (9 MiB), the perturbed copies of a parameter run once each (6 MiB)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(13)
+    state = None
+    if case == "batchnorm-block":  # the first layer's block ends in an Affine 64 -> 64
+        net = MultiLayerNetExtend(20, [64, 64, 64], 10, use_batchnorm=True, seed=0,
+                                  dtype="float64", backend="numpy")
+        model, params, state = net.model, net.params, net.state
+        x, t = rng.random((100, 20)), rng.integers(0, 10, 100)
+    elif case == "sparse":  # digits-like: half the inputs 0, ten distinct values
+        net = TwoLayerNet(300, 64, 10, seed=0, dtype="float64", backend="numpy")
+        model, params = net.model, net.params
+        x = np.round(rng.random((100, 300)), 1)
+        x[x < 0.5] = 0.0
+        t = rng.integers(0, 10, 100)
+    else:  # 1600 entries of L, each copy of it run through the layer
+        model = Sequential([Linear("L"), Relu(), Affine("W2", "b2")], SoftmaxWithLoss())
+        params = {"L": rng.standard_normal((40, 40)), "W2": rng.standard_normal((40, 3)),
+                  "b2": rng.standard_normal(3)}
+        x, t = rng.random((4, 40)), rng.integers(0, 3, 4)
+    tracemalloc.start()
+    try:
+        model_numerical_gradient(model, params, x, t, state, chunk_bytes=256 << 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20  # measured after: 2.1, 1.6 and 0.8 MiB

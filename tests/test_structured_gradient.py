@@ -17,7 +17,7 @@ from xpnet.nn import (
 )
 from xpnet.nn.sample_gradient import bucket as numerical_bucket
 from xpnet.nn.sample_gradient import distinct_perturbations
-from xpnet.nn.structured_gradient import structured_numerical_gradient, supports_structured_gradient
+from xpnet.nn.structured_gradient import gradient_plan, structured_numerical_gradient
 
 #: Both compute (L(θ+h) − L(θ−h)) / 2h; only the rounding of L differs (about 1e-16 · L / 2h).
 SAME_AS_LOOP = 1e-10
@@ -80,12 +80,12 @@ class ElementwiseSquare(Square):
 ], ids=["three-affine", "declared-elementwise"])
 def test_deeper_nets_match_the_book_loop(backend, layers, sizes, seeds):
     model = Sequential(layers, SoftmaxWithLoss())
-    assert supports_structured_gradient(model)
     rng = np.random.default_rng(seeds[0])
     params = {}
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         params[f"W{i}"] = backend.asarray(rng.standard_normal((n_in, n_out)), "float64")
         params[f"b{i}"] = backend.asarray(rng.standard_normal((n_out,)), "float64")
+    assert {path for path, _ in gradient_plan(model, params).values()} == {"sample"}
     x, t = sparse_batch(seed=seeds[1])
     x, t = backend.asarray(x, "float64"), backend.asarray(t)
     fast = structured_numerical_gradient(model, params, x, t, chunk_bytes=512)
@@ -99,14 +99,12 @@ def test_what_takes_which_path():
     """Affine, BatchNorm, Dropout and elementwise layers have paths of their own; other layers
     (here a square not declared elementwise) send the Affine before them to the batched path;
     a loss other than SoftmaxWithLoss, or a parameter read by two layers, is refused."""
-    from xpnet.nn.structured_gradient import gradient_plan
-
     model = Sequential([Affine("W1", "b1"), Square(), Affine("W2", "b2")], SoftmaxWithLoss())
     params = {name: np.ones((2, 2) if name[0] == "W" else 2) for name in ("W1", "b1", "W2", "b2")}
-    assert not supports_structured_gradient(model)
     assert gradient_plan(model, params) == {0: ("batched", ["W1", "b1"]), 2: ("sample", ["W2", "b2"])}
     model = Sequential([Affine("W1", "b1"), BatchNormalization("g", "b", "m", "v")], SoftmaxWithLoss())
-    assert supports_structured_gradient(model)
+    assert gradient_plan(model, {name: 1 for name in ("W1", "b1", "g", "b")}) == {
+        0: ("column", ["W1", "b1"]), 1: ("column", ["g", "b"])}
     tied = Sequential([Affine("W1", "b1"), Relu(), Affine("W1", "b2")], SoftmaxWithLoss())
     assert gradient_plan(tied, {"W1": 1, "b1": 1, "b2": 1}) is None
     with pytest.raises(ValueError, match="SoftmaxWithLoss and parameters each read by one layer"):
@@ -196,7 +194,8 @@ def test_jax_compiles_each_program_once_across_batches():
     compiled = numerical._COMPILED[net.model]
     # the digits-like input takes the sparse path; the hidden layer's dense sigmoids the dense one
     assert sorted(str(part) for _, part in compiled) == [
-        "('sample', 0, 'sparse', 2048)", "('sample', 2, 'dense', 2048)", "decay", "forward"]
+        "('sample', 0, 'sparse', 2048)", "('sample', 2, 'dense', 2048)", "decay", "forward",
+        "split"]
     assert all(fn._cache_size() == 1 for fn in compiled.values())
 
 

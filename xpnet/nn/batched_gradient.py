@@ -20,11 +20,14 @@ from xpnet.nn.layers import Context, Dropout
 from xpnet.nn.perturbed_losses import apply_stacked, score_losses
 
 
-def copy_bytes(layers, l, params, outputs, itemsize):
-    """Bytes of the largest array one perturbed copy (both signs) needs from layer `l` on: an
-    output of the rest of the net, or the image columns (N, C·FH·FW, OH·OW) of a later
-    convolution."""
+def copy_bytes(layers, l, name, params, outputs, itemsize):
+    """Bytes of the largest array one perturbed copy (both signs) of param `name` needs from
+    layer `l` on: an output of the rest of the net, the image columns (N, C·FH·FW, OH·OW) of a
+    later convolution, or (a layer run once per copy of its parameter) the perturbed copy of
+    the parameter itself."""
     sizes = [math.prod(o.shape) for o in outputs[l:]]
+    if not isinstance(layers[l], Convolution):
+        sizes.append(math.prod(params[name].shape))
     for k in range(l + 1, len(layers)):
         if isinstance(layers[k], Convolution):
             out = outputs[k].shape
@@ -42,7 +45,8 @@ def build(backend, layers, l, name, chunk_bytes):
         p, x_in = params[name], inputs[l]
         n, size = x_in.shape[0], math.prod(p.shape)
         itemsize = xp.finfo(p.dtype).bits // 8
-        count = min(max(1, chunk_bytes // copy_bytes(layers, l, params, outputs, itemsize)), size)
+        count = min(max(1, chunk_bytes // copy_bytes(layers, l, name, params, outputs, itemsize)),
+                    size)
         chunks = -(-size // count)
         signs = xp.stack([h, -h])
         perturbed = _perturbed_outputs(backend, layer, name, params, x_in, outputs[l], signs,
@@ -75,8 +79,7 @@ def _perturbed_outputs(backend, layer, name, params, x_in, out, signs, ctx):
     """entries (copies,) -> layer l's output with entry e of param `name` moved by each of `signs`
     (±h), shaped (±, copies, *out.shape)."""
     xp = backend.xp
-    p = params[name]
-    if isinstance(layer, Convolution) and name in (layer.weight, layer.bias):
+    if isinstance(layer, Convolution):  # its params: the filters and the bias
         fn, _, fh, fw = params[layer.weight].shape
         n = out.shape[0]
         base = xp.reshape(out, (1, 1, n, fn, -1))
@@ -97,6 +100,7 @@ def _perturbed_outputs(backend, layer, name, params, x_in, out, signs, ctx):
                 return xp.reshape(base + sign_axes * onehot[None, ...], (2, -1) + tuple(out.shape))
         return moved
 
+    p = params[name]
     flat = xp.reshape(p, (-1,))
     positions = xp.arange(flat.shape[0], device=device_of(flat))
 

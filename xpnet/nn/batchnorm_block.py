@@ -18,16 +18,22 @@ ones:
 No (N, D) array is made per perturbation. Entries of y close enough to 0 to change sign are the
 exception: the RISKY entries with the smallest margin are recomputed exactly (their ReLU applied)
 and corrected for; every other entry is checked against a bound of its change, |ΔY| ≤
-max|C_k|·|s_k − s⁰_k| + max|c|·|w_k·s_k|, with room for rounding. A perturbation that could flip
-an unchecked entry is counted as `unsafe`, and the caller recomputes the layer without the block
-(never seen on MNIST batches, but possible).
+max|C_k|·|s_k − s⁰_k| + max|c|·|w_k·s_k|, with room for rounding (ROUNDING times the dtype's
+epsilon); entries that Dropout zeroes are neither, their sign changes nothing. A perturbation
+that could flip an unchecked entry is counted as `unsafe`, and the caller recomputes the layer
+without the block (never seen on MNIST batches, but possible). The arrays made once per call
+are N·D'·D (`fixed_bytes`): the caller takes the block only where they fit its chunk budget.
 """
-from xpnet.backends import device_of
+from xpnet.backends import device_of, namespace_of
 from xpnet.nn.functions import CROSS_ENTROPY_DELTA
 from xpnet.nn.layers import Affine, BatchNormalization, Dropout, Relu
+from xpnet.nn.perturbed_losses import label_rows
 
 #: Entries of the block's ReLU input recomputed exactly for every perturbation (smallest margin).
 RISKY = 16
+#: Room for rounding in the check, in units of the dtype's epsilon (an entry within rounding
+#: of 0 changes the output by no more than rounding whichever side it falls).
+ROUNDING = 64
 
 
 def block_length(layers, start):
@@ -40,6 +46,15 @@ def block_length(layers, start):
     while k < len(layers) and isinstance(layers[k], Dropout):
         k += 1
     return k - start + 1 if k < len(layers) and isinstance(layers[k], Affine) else 0
+
+
+def fixed_bytes(layers, start, outputs):
+    """Bytes of the largest array `prepare` makes for the block at layers[start:] (N·D'·D, the
+    fixed halves of the products; N·D'·RISKY, the corrections' spread)."""
+    end = start + block_length(layers, start) - 1
+    n, d = outputs[start].shape
+    itemsize = namespace_of(outputs[start]).finfo(outputs[start].dtype).bits // 8
+    return n * outputs[end].shape[1] * max(d, RISKY) * itemsize
 
 
 def prepare(xp, params, layers, start, outputs, caches):
@@ -57,13 +72,18 @@ def prepare(xp, params, layers, start, outputs, caches):
         keep = keep * caches[k]
     mask = relu_mask * keep
     weight, bias = params[layers[end].weight], params[layers[end].bias]
+    # entries Dropout zeroes change nothing whatever their sign: neither risky nor checked
+    kept = keep != 0
     risk = xp.abs(y) / (xp.abs(scale0) * (xp.abs(centred) + xp.sqrt(var + bn.EPS)))
-    risky = xp.argsort(xp.reshape(risk, (-1,)))[:min(RISKY, n * d)]        # flat indices
+    risk = xp.where(kept, risk, xp.full_like(risk, xp.inf))
+    order = xp.argsort(xp.reshape(risk, (-1,)))
+    risky = order[:min(RISKY, n * d)]                                    # flat indices
     rows, cols = risky // d, risky % d
-    everywhere = xp.arange(n * d, device=device_of(x))
-    excluded = xp.reshape(xp.astype(risky[:, None] == everywhere, x.dtype), (-1, n, d))
+    checked = xp.logical_and(kept, xp.reshape(xp.argsort(order), (n, d)) >= RISKY)  # by rank
     big = xp.max(xp.abs(y)) + 1.0
-    margin = xp.min(xp.abs(y) + big * xp.sum(excluded, axis=0), axis=0)  # (D,) beyond the risky
+    margin = xp.min(xp.abs(y) + big * xp.astype(xp.logical_not(checked), y.dtype), axis=0)  # (D,)
+    finfo = xp.finfo(y.dtype)
+    reach = xp.max(xp.abs(x), axis=0) * xp.abs(scale0) + xp.abs(beta)   # the size of y's terms
 
     def flat(a):
         return xp.take(xp.reshape(a, (-1,)), risky)
@@ -79,7 +99,9 @@ def prepare(xp, params, layers, start, outputs, caches):
         "risky_keep": flat(keep),
         "risky_rows": rows,
         "margin": margin, "centred_max": xp.max(xp.abs(centred), axis=0),
-        "slack": 1e-12 * (xp.max(xp.abs(centred), axis=0) * xp.abs(scale0) + xp.abs(beta)) + 1e-300,
+        # room for rounding, in units of the dtype's epsilon
+        "slack": ROUNDING * finfo.eps * reach + finfo.smallest_normal,
+        "grow": 1.0 + ROUNDING * finfo.eps,
         "eps": bn.EPS,
     }
 
@@ -127,7 +149,7 @@ def apply(xp, p, dz, w):
     rows = rows + xp.reshape(p["spread"] @ flat, (n, d_next, -1))
     bound = p["centred_max"] * xp.abs(scale - p["scale0"]) \
         + xp.max(xp.abs(c), axis=-1)[..., None] * xp.abs(w * scale)
-    unsafe = xp.sum(xp.astype(bound * (1.0 + 1e-6) + p["slack"] >= p["margin"], dz.dtype), axis=(0, 2))
+    unsafe = xp.sum(xp.astype(bound * p["grow"] + p["slack"] >= p["margin"], dz.dtype), axis=(0, 2))
     return rows, unsafe
 
 
@@ -147,8 +169,8 @@ def losses(xp, p, rows, t, one_hot):
     if one_hot:
         loss = -xp.sum(t[..., None] * xp.log(e / total[:, None, :] + CROSS_ENTROPY_DELTA), axis=1)
     else:
-        picked = xp.take(xp.reshape(e, (n * classes, -1)),
-                         xp.arange(n, dtype=t.dtype, device=device_of(t)) * classes + t, axis=0)
+        picked = xp.take(xp.reshape(e, (n * classes, -1)), label_rows(xp, t, classes, device_of(e)),
+                         axis=0)
         loss = -xp.log(picked / total + CROSS_ENTROPY_DELTA)
     loss = xp.reshape(loss, (n, 2, -1))
     return xp.sum(loss[:, 0, :] - loss[:, 1, :], axis=0)

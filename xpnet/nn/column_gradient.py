@@ -23,7 +23,7 @@ from xpnet.nn import batchnorm_block
 from xpnet.nn.layers import Affine, BatchNormalization, Dropout
 from xpnet.nn.perturbed_losses import (apply_stacked, label_entries, rank1_losses, score_losses,
                                        shifted_exps)
-from xpnet.nn.sample_gradient import bucket, next_affine
+from xpnet.nn.sample_gradient import TRAINING, bucket, next_affine
 
 
 def block_after(layers, l):
@@ -31,6 +31,14 @@ def block_after(layers, l):
     layer `l` (`batchnorm_block`), 0 if there is none."""
     m = next_affine(layers, l)
     return 0 if m is None else batchnorm_block.block_length(layers, m + 1)
+
+
+def block_fits(layers, l, outputs, chunk_bytes):
+    """Whether layer `l` takes the BatchNorm block's shortcut: there is one (`block_after`) and
+    each array it makes once per call fits in `chunk_bytes` (`batchnorm_block.fixed_bytes`);
+    otherwise the rest of the net runs on the copies, in chunks."""
+    return block_after(layers, l) > 0 and batchnorm_block.fixed_bytes(
+        layers, next_affine(layers, l) + 1, outputs) <= chunk_bytes
 
 
 def unit_bytes(layers, l, outputs, itemsize, block):
@@ -162,7 +170,7 @@ def _unit_differences(backend, layers, l, block):
                 moved = outputs[m][None, None, ...] + dz[..., None] * w_rows[None, :, None, :]
             for k in suffix[block:]:
                 mask = caches[k] if isinstance(layers[k], Dropout) else None
-                moved = apply_stacked(layers[k], params, moved, 3, mask)
+                moved = apply_stacked(layers[k], params, moved, 3, mask, TRAINING)
             losses = score_losses(xp, moved, xp.astype(t, moved.dtype) if one_hot else t, one_hot)
         return xp.sum(losses[0, ...] - losses[1, ...], axis=-1), unsafe
 

@@ -9,7 +9,7 @@ perturbations go through one array operation.
 from xpnet.backends import backend_of, device_of, namespace_of
 from xpnet.nn.conv import Convolution, Pooling
 from xpnet.nn.functions import CROSS_ENTROPY_DELTA
-from xpnet.nn.layers import Affine, BatchNormalization, Context, Dropout
+from xpnet.nn.layers import Affine, BatchNormalization, Dropout
 
 #: Layers whose output for a sample depends on that sample alone, whatever the input's shape:
 #: K stacked copies of a batch go through them as one batch of K·N.
@@ -35,15 +35,15 @@ def row_wise(layer):
     return elementwise(layer) or isinstance(layer, (Affine, Dropout))
 
 
-def apply_stacked(layer, params, x, axes, mask=None, ctx=None):
+def apply_stacked(layer, params, x, axes, mask, ctx):
     """`layer` in training mode on stacked copies of its input, x of shape (*stack, N, *features),
     `axes` = len(stack) + 1 (the features start there).
 
     Affine acts on the flattened features; Dropout multiplies by `mask`, its mask from the
-    unperturbed pass (broadcast against x); BatchNormalization normalises each copy with its own
-    batch statistics (over axis `axes` - 1); per-sample layers (convolution, pooling) see the
-    copies as one bigger batch; elementwise layers see x as it is. Any other layer runs once per
-    copy (`backend.vmap`) with `ctx`.
+    unperturbed pass (broadcast against x; None for other layers); BatchNormalization normalises
+    each copy with its own batch statistics (over axis `axes` - 1); per-sample layers
+    (convolution, pooling) see the copies as one bigger batch; elementwise layers see x as it is.
+    Any other layer runs once per copy (`backend.vmap`) in `ctx`, its training-mode context.
     """
     xp = namespace_of(x)
     outer = tuple(x.shape[:axes])
@@ -64,7 +64,7 @@ def apply_stacked(layer, params, x, axes, mask=None, ctx=None):
         y = layer.forward(params, xp.reshape(x, (-1,) + tuple(x.shape[axes:])))[0]
         return xp.reshape(y, outer + tuple(y.shape[1:]))
     copies = xp.reshape(x, (-1,) + tuple(x.shape[axes - 1:]))
-    y = backend_of(x).vmap(lambda copy: layer.forward(params, copy, ctx or Context(True))[0])(copies)
+    y = backend_of(x).vmap(lambda copy: layer.forward(params, copy, ctx)[0])(copies)
     return xp.reshape(y, outer[:-1] + tuple(y.shape[1:]))
 
 
@@ -109,15 +109,22 @@ def score_losses(xp, scores, t, one_hot):
     y = e / xp.sum(e, axis=-1, keepdims=True)
     if one_hot:
         return -xp.sum(t * xp.log(y + CROSS_ENTROPY_DELTA), axis=-1)
-    classes = xp.arange(scores.shape[-1], dtype=t.dtype, device=device_of(scores))
-    picked = xp.sum(y * xp.astype(t[..., None] == classes, y.dtype), axis=-1)  # exact: one term
+    index = backend_of(scores).index_dtype  # labels of any integer dtype against every class
+    classes = xp.arange(scores.shape[-1], dtype=index, device=device_of(scores))
+    picked = xp.sum(y * xp.astype(xp.astype(t, index)[..., None] == classes, y.dtype), axis=-1)
     return -xp.log(picked + CROSS_ENTROPY_DELTA)
 
 
 def label_entries(xp, e, t):
     """e[n, t_n] for each row n of e (N, C) and integer labels t (N,)."""
-    rows = xp.arange(t.shape[0], dtype=t.dtype, device=device_of(e)) * e.shape[1] + t
-    return xp.take(xp.reshape(e, (-1,)), rows)
+    return xp.take(xp.reshape(e, (-1,)), label_rows(xp, t, e.shape[1], device_of(e)))
+
+
+def label_rows(xp, t, classes, device):
+    """n·classes + t_n, the flat index of each label t (N,) in rows of `classes` entries, in the
+    backend's index dtype (labels of a small dtype, uint8 say, would wrap around)."""
+    index = backend_of(t).index_dtype
+    return xp.arange(t.shape[0], dtype=index, device=device) * classes + xp.astype(t, index)
 
 
 def shifted_exps(xp, scores):

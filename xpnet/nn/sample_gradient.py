@@ -18,18 +18,21 @@ The units are enumerated in one of two ways, chosen per layer from its input (`c
   (no bookkeeping, nothing sent to the device); a block's differences are summed over the samples;
 - "sparse": only the pairs with x[n, i] ≠ 0, and each distinct (sample, value) pair once (a
   batch of MNIST digits: about 19 % of the pixels are non-zero, holding about 65 distinct values
-  per digit), found on the host and credited to every input holding it by a scatter-add.
+  per digit), found on the host and credited to every input holding it by a scatter-add (in
+  pieces of about `chunk_bytes`).
   It pays when it has SPARSE_COST times fewer units than dense (measured on NumPy and JAX).
 """
 import numpy as np
 
 from xpnet.backends import device_of
-from xpnet.nn.layers import Affine, Dropout
+from xpnet.nn.layers import Affine, Context, Dropout
 from xpnet.nn.perturbed_losses import (apply_stacked, label_entries, rank1_losses, score_losses,
                                        shifted_exps)
 
 #: A sparse unit costs about this many dense ones (its gathers, the scatter-add, padding).
 SPARSE_COST = 1.5
+#: The context of the layers after the Affine (row-wise: they read neither state nor key).
+TRAINING = Context(True)
 
 
 def next_affine(layers, l):
@@ -137,9 +140,25 @@ def build(backend, layers, l, mode, chunk_bytes):
                                       lambda a: xp.take(a, picked, axis=0), values[c, ...], h)
 
         _, rows = backend.scan(chunk, None, samples.shape[0])
-        per_entry = xp.take(xp.reshape(rows, (-1, d_out)), pair, axis=0)
-        zeros = xp.zeros((d_in + 2, d_out), dtype=rows.dtype, device=device_of(rows))
-        total = backend.scatter_add(zeros, features, per_entry) / (2 * h * n)
+        rows = xp.reshape(rows, (-1, d_out))
+        # each entry's row, credited to its input: in pieces of about chunk_bytes
+        entries, device = features.shape[0], device_of(rows)
+        piece = min(max(1, chunk_bytes // (d_out * (xp.finfo(rows.dtype).bits // 8))), entries)
+        pieces = -(-entries // piece)
+        if pieces * piece > entries:  # padding entries go to the dropped row d_in + 1
+            extra = pieces * piece - entries
+            features = xp.concat([features, xp.full((extra,), d_in + 1, dtype=features.dtype,
+                                                    device=device)])
+            pair = xp.concat([pair, xp.zeros((extra,), dtype=pair.dtype, device=device)])
+        features, pair = xp.reshape(features, (pieces, piece)), xp.reshape(pair, (pieces, piece))
+
+        def credit(total, c):
+            per_entry = xp.take(rows, pair[c, ...], axis=0)
+            return backend.scatter_add(total, features[c, ...], per_entry), None
+
+        zeros = xp.zeros((d_in + 2, d_out), dtype=rows.dtype, device=device)
+        total, _ = backend.scan(credit, zeros, pieces)
+        total = total / (2 * h * n)
         return total[:d_in, ...], total[d_in, ...]
 
     return dense if mode == "dense" else sparse
@@ -179,7 +198,7 @@ def _unit_differences(backend, layers, l):
             moved = rows(outputs[m])[..., None, :] + dz[..., None] * w    # (±, *units, J, D)
             for k in suffix:
                 mask = rows(caches[k])[..., None, :] if isinstance(layers[k], Dropout) else None
-                moved = apply_stacked(layers[k], params, moved, moved.ndim - 1, mask)
+                moved = apply_stacked(layers[k], params, moved, moved.ndim - 1, mask, TRAINING)
             labels = rows(xp.astype(t, moved.dtype))[..., None, :] if one_hot else rows(t)[..., None]
             losses = score_losses(xp, moved, labels, one_hot)
         return losses[0, ...] - losses[1, ...]
