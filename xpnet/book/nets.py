@@ -186,10 +186,13 @@ class BookNet:
         self.params.update(load_params(file_name, self.params))
 
     def _inputs(self, x, t):
-        """x and t on the device; labels may also be an (N, 1) column, as some scripts slice them."""
+        """x and t on the device; labels may also be an (N, 1) column, as some scripts slice
+        them. Host floats go over already in float64 (no cast on the device afterwards)."""
         t = np.asarray(t) if isinstance(t, (list, tuple)) else t
         if getattr(t, "ndim", 0) == 2 and t.shape[1] == 1 and t.shape[0] == len(x):
             t = t[:, 0]
+        if isinstance(t, np.ndarray) and t.dtype.kind == "f":
+            t = t.astype(np.float64, copy=False)
         return self._net.to_device(x, t)
 
     def _device_params(self):
