@@ -120,8 +120,8 @@ def test_cli_passes_script_arguments_and_exit_status(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "xpnet", "book", "run", "nowhere.py"],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no script at nowhere.py" in missing.stderr
-    unknown = subprocess.run([sys.executable, "-m", "xpnet", "book", "run", str(script), "--backend",
-                              "nope"], capture_output=True, text=True)
+    unknown = subprocess.run([sys.executable, "-m", "xpnet", "book", "run", str(script),
+                              "--backend", "nope"], capture_output=True, text=True)
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
     assert "unknown backend 'nope'" in unknown.stderr
 

@@ -129,7 +129,8 @@ def _shown_figures(folder):
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise XpnetError(f"cannot make the figures folder {folder}: {exc.strerror or exc}") from None
+        raise XpnetError(f"cannot make the figures folder {folder}: {exc.strerror or exc}") \
+            from None
     import matplotlib
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

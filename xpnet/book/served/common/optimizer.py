@@ -14,7 +14,7 @@ class _InPlace:
     """The book's `update` over an xpnet optimizer's (which returns new arrays)."""
 
     def update(self, params, grads):
-        arrays = {key: np.asarray(value, dtype=None if isinstance(value, np.ndarray) else np.float64)
+        arrays = {key: value if isinstance(value, np.ndarray) else np.asarray(value, np.float64)
                   for key, value in params.items()}
         super().update(arrays, {key: np.asarray(grads[key]) for key in params})
         for key, new in arrays.items():

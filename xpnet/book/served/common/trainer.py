@@ -47,7 +47,8 @@ class Trainer:
             self.train_acc_list.append(train_acc)
             self.test_acc_list.append(test_acc)
             if self.verbose:
-                print(f"=== epoch:{self.current_epoch}, train acc:{train_acc}, test acc:{test_acc} ===")
+                print(f"=== epoch:{self.current_epoch}, train acc:{train_acc}, "
+                      f"test acc:{test_acc} ===")
         self.current_iter += 1
 
     def train(self):
