@@ -23,22 +23,32 @@ class _Served:
     backward together with the backend and dtype it ran in."""
 
     _step = None  # (pure layer, backend, dtype, cache) of the last forward
+    #: The layer's parameter attributes (named as the pure layer's params) -> the attribute
+    #: backward puts each one's gradient in (Affine: {"W": "dW", "b": "db"}).
+    PARAMS = {}
 
-    def _forward(self, pure, x, dtype, params=None, ctx=layers.INFERENCE):
+    def _arrays(self):
+        """The layer's current parameter arrays, read at every call."""
+        return {name: getattr(self, name) for name in self.PARAMS}
+
+    def _forward(self, pure, x, dtype, ctx=layers.INFERENCE):
         backend = current().backend
-        y, cache, updates = pure.forward(_params(backend, dtype, params or {}),
+        y, cache, updates = pure.forward(_params(backend, dtype, self._arrays()),
                                          _device(backend, x, dtype=dtype), ctx)
         self._step = (pure, backend, dtype, cache)
         return _host(backend, y), updates
 
-    def _backward(self, dout, params=None):
-        """(dx on the host, grads on the device) of the last forward."""
+    def backward(self, dout):
+        """dx on the host of the last forward; the parameters' gradients go to their PARAMS
+        attributes (host arrays)."""
         if self._step is None:
             raise RuntimeError(f"{type(self).__name__}.backward needs a forward first")
         pure, backend, dtype, cache = self._step
-        dx, grads = pure.backward(_params(backend, dtype, params or {}), cache,
+        dx, grads = pure.backward(_params(backend, dtype, self._arrays()), cache,
                                   _device(backend, dout, dtype=dtype))
-        return _host(backend, dx), grads
+        for name, attribute in self.PARAMS.items():
+            setattr(self, attribute, _host(backend, grads[name]))
+        return _host(backend, dx)
 
 
 def _params(backend, dtype, arrays):
@@ -56,9 +66,6 @@ class Relu(_Served):
         out, _ = self._forward(layers.Relu(), x, _float_dtype(x))
         self._mask = None  # made from the device cache when read
         return out
-
-    def backward(self, dout):
-        return self._backward(dout)[0]
 
     @property
     def mask(self):
@@ -78,12 +85,11 @@ class Sigmoid(_Served):
         self.out, _ = self._forward(layers.Sigmoid(), x, _float_dtype(x))
         return self.out
 
-    def backward(self, dout):
-        return self._backward(dout)[0]
-
 
 class Affine(_Served):
     """x·W + b with x flattened to (N, -1); dx comes back in x's original shape."""
+
+    PARAMS = {"W": "dW", "b": "db"}
 
     def __init__(self, W, b):
         self.W, self.b = W, b
@@ -94,17 +100,8 @@ class Affine(_Served):
         x = np.asarray(x)
         self.original_x_shape = x.shape
         self.x = x.reshape(x.shape[0], -1)
-        out, _ = self._forward(layers.Affine(), x, _float_dtype(x, self.W, self.b), self._arrays())
+        out, _ = self._forward(layers.Affine(), x, _float_dtype(x, self.W, self.b))
         return out
-
-    def backward(self, dout):
-        dx, grads = self._backward(dout, self._arrays())
-        backend = self._step[1]
-        self.dW, self.db = _host(backend, grads["W"]), _host(backend, grads["b"])
-        return dx
-
-    def _arrays(self):
-        return {"W": self.W, "b": self.b}
 
 
 class SoftmaxWithLoss(_Served):
@@ -160,9 +157,6 @@ class Dropout(_Served):
         pure = layers.Dropout(self.dropout_ratio, mask="mask")
         return self._forward(pure, x, _float_dtype(x), ctx=ctx)[0]
 
-    def backward(self, dout):
-        return self._backward(dout)[0]
-
 
 class BatchNormalization(_Served):
     """Normalises each feature over the batch, then scales by gamma and shifts by beta.
@@ -171,6 +165,8 @@ class BatchNormalization(_Served):
     zeros of the feature count at the first forward when not given) move towards them by
     `momentum`; at test time the running ones are used. Inputs (N, ...) are normalised per
     feature of their (N, -1) view, and come back in their shape, as the book's."""
+
+    PARAMS = {"gamma": "dgamma", "beta": "dbeta"}
 
     def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
         self.gamma, self.beta, self.momentum = gamma, beta, momentum
@@ -190,25 +186,18 @@ class BatchNormalization(_Served):
         ctx = Context(train=bool(train_flg), state=_params(backend, dtype, stats))
         pure = layers.BatchNormalization("gamma", "beta", "running_mean", "running_var",
                                          self.momentum)
-        out, updates = self._forward(pure, x, dtype, self._arrays(), ctx)
+        out, updates = self._forward(pure, x, dtype, ctx)
         if updates:
             self.running_mean = _host(backend, updates["running_mean"])
             self.running_var = _host(backend, updates["running_var"])
         return out
 
-    def backward(self, dout):
-        dx, grads = self._backward(dout, self._arrays())
-        backend = self._step[1]
-        self.dgamma, self.dbeta = _host(backend, grads["gamma"]), _host(backend, grads["beta"])
-        return dx
-
-    def _arrays(self):
-        return {"gamma": self.gamma, "beta": self.beta}
-
 
 class Convolution(_Served):
     """Filters W (FN, C, FH, FW) and bias b (FN,) over images (N, C, H, W), with `stride` and
     zero padding `pad`; float64 at least, as the book's im2col computes."""
+
+    PARAMS = {"W": "dW", "b": "db"}
 
     def __init__(self, W, b, stride=1, pad=0):
         self.W, self.b, self.stride, self.pad = W, b, stride, pad
@@ -219,16 +208,7 @@ class Convolution(_Served):
         self.x = np.asarray(x)
         pure = conv.Convolution("W", "b", stride=self.stride, pad=self.pad)
         dtype = _float_dtype(self.x, self.W, self.b, np.float64)
-        return self._forward(pure, self.x, dtype, self._arrays())[0]
-
-    def backward(self, dout):
-        dx, grads = self._backward(dout, self._arrays())
-        backend = self._step[1]
-        self.dW, self.db = _host(backend, grads["W"]), _host(backend, grads["b"])
-        return dx
-
-    def _arrays(self):
-        return {"W": self.W, "b": self.b}
+        return self._forward(pure, self.x, dtype)[0]
 
 
 class Pooling(_Served):
@@ -244,5 +224,3 @@ class Pooling(_Served):
         pure = conv.Pooling(self.pool_h, self.pool_w, stride=self.stride, pad=self.pad)
         return self._forward(pure, self.x, _float_dtype(self.x, np.float64))[0]
 
-    def backward(self, dout):
-        return self._backward(dout)[0]
