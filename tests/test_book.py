@@ -124,6 +124,9 @@ def test_cli_passes_script_arguments_and_exit_status(tmp_path):
                               "--backend", "nope"], capture_output=True, text=True)
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
     assert "unknown backend 'nope'" in unknown.stderr
+    negative = subprocess.run([sys.executable, "-m", "xpnet", "book", "run", str(script),
+                               "--seed", "-1"], capture_output=True, text=True)
+    assert negative.returncode == 2 and "seed" in negative.stderr and "Traceback" not in negative.stderr
 
 
 @pytest.mark.parametrize("name", ["ch04/train_by_hand.py", "ch06/dropout_trainer.py",

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from xpnet.book.session import session
-from xpnet.errors import XpnetError
+from xpnet.checks import check_seed
+from xpnet.errors import ConfigError, XpnetError
 
 #: The book's module names that xpnet serves, as the scripts import them.
 SERVED = ("dataset", "dataset.mnist", "common", "common.functions", "common.gradient",
@@ -57,6 +58,8 @@ def run_script(script, args=(), backend=None, device=None, dataset="auto", figur
     if not path.is_file():
         raise XpnetError(f"no script at {script}" if not path.exists() else
                          f"{script} is not a file; give the path of a .py script")
+    if check_seed(seed) is not None and seed >= 2**32:
+        raise ConfigError(f"seed must be below 2**32 (np.random.seed takes 32 bits), got {seed}")
     with session(backend, device, dataset, chapter=path.parent.name), \
             _as_main(path, args), _served(path.parent, book_root), _shown_figures(figures):
         if seed is not None:
