@@ -27,8 +27,10 @@ def scripts(tmp_path):
 def run(scripts, name, capsys, backend="numpy", **options):
     """Run one script through `xpnet book run` in this process: its stdout."""
     options = {"dataset": "mnist-5k", "seed": 0, **options}
+    before = {name: sys.modules.get(name) for name in SERVED}  # (bench/book_convnet's `common`)
     assert run_script(scripts / name, backend=backend, **options) == 0
-    assert not set(SERVED) & set(sys.modules), "the served names must be forgotten afterwards"
+    assert {name: sys.modules.get(name) for name in SERVED} == before, \
+        "the served names must be forgotten afterwards, what was there before put back"
     return capsys.readouterr().out
 
 
