@@ -132,7 +132,7 @@ def test_cli_passes_script_arguments_and_exit_status(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["ch04/train_by_hand.py", "ch06/dropout_trainer.py",
-                                  "ch06/optimizers.py", "ch07/own_layers.py"])
+                                  "ch07/own_layers.py"])
 def test_numpy_and_jax_print_the_same_numbers(name, scripts, capsys):
     if not available_backends()["jax"][0]:
         pytest.skip("jax is not installed")
