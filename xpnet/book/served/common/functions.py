@@ -6,40 +6,13 @@ The work is `xpnet.nn.functions` on `current().backend`, read at every call.
 """
 import numpy as np
 
+from xpnet.book.arrays import float_dtype, to_device, to_host
 from xpnet.book.session import current
 from xpnet.nn import functions as fn
 
 __all__ = ["identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad",
            "softmax", "mean_squared_error", "sum_squared_error", "cross_entropy_error",
            "softmax_loss"]
-
-
-def _device(backend, x, floating=False, dtype=None):
-    """`x` on the backend in its own dtype (`dtype` if given; ints and bools as float64 with
-    `floating`, as NumPy promotes them in the book's float formulas)."""
-    host = np.asarray(x)
-    if dtype is None and floating and not np.issubdtype(host.dtype, np.floating):
-        dtype = np.float64
-    if not host.flags.c_contiguous:  # torch takes no negative strides; every backend copies anyway
-        host = np.ascontiguousarray(host)
-    return backend.asarray(host, dtype)
-
-
-def _host(backend, array):
-    """What the book's NumPy would hand back: a writable NumPy array, or a NumPy scalar for 0-d."""
-    host = backend.to_numpy(array)
-    if host.ndim == 0:
-        return host[()]
-    return host if host.flags.writeable else host.copy()
-
-
-def _float_dtype(*arrays):
-    """The dtype the book's NumPy computes `arrays` together in: their promotion, float64 for
-    integers and bools (e.g. float32 images times float64 weights give float64). Dtypes
-    themselves may be among `arrays` (np.float64: at least float64)."""
-    dtype = np.result_type(*(a if isinstance(a, (type, np.dtype)) else np.asarray(a)
-                             for a in arrays))
-    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
 
 
 def identity_function(x):
@@ -50,48 +23,48 @@ def identity_function(x):
 def step_function(x):
     """1 where x > 0 else 0, as the book's `np.array(x > 0, dtype=int)` (an int array)."""
     backend = current().backend
-    return backend.to_numpy(fn.step_function(_device(backend, x))).astype(int)
+    return backend.to_numpy(fn.step_function(to_device(backend, x))).astype(int)
 
 
 def sigmoid(x):
     """1 / (1 + exp(-x)) elementwise."""
     backend = current().backend
-    return _host(backend, fn.sigmoid(_device(backend, x, floating=True)))
+    return to_host(backend, fn.sigmoid(to_device(backend, x, floating=True)))
 
 
 def sigmoid_grad(x):
     """The derivative of the sigmoid at x: (1 - sigmoid(x)) · sigmoid(x)."""
     backend = current().backend
-    s = fn.sigmoid(_device(backend, x, floating=True))
-    return _host(backend, (1.0 - s) * s)
+    s = fn.sigmoid(to_device(backend, x, floating=True))
+    return to_host(backend, (1.0 - s) * s)
 
 
 def relu(x):
     """max(0, x) elementwise, in x's dtype. `maximum` rather than x·(x > 0), so negatives give
     0.0 as the book's `np.maximum(0, x)` does, not -0.0."""
     backend = current().backend
-    x = _device(backend, x)
-    return _host(backend, backend.xp.maximum(x, backend.xp.zeros_like(x)))
+    x = to_device(backend, x)
+    return to_host(backend, backend.xp.maximum(x, backend.xp.zeros_like(x)))
 
 
 def relu_grad(x):
     """1.0 where x > 0, else 0.0 (floats)."""
     backend = current().backend
-    return _host(backend, fn.step_function(_device(backend, x, floating=True)))
+    return to_host(backend, fn.step_function(to_device(backend, x, floating=True)))
 
 
 def softmax(x):
     """Softmax of a vector, or of each row of a batch (max-shifted, so it never overflows)."""
     backend = current().backend
-    return _host(backend, fn.softmax(_device(backend, x, floating=True)))
+    return to_host(backend, fn.softmax(to_device(backend, x, floating=True)))
 
 
 def mean_squared_error(y, t):
     """½ Σ (y - t)² over every element (the book's name; it does not average)."""
     backend = current().backend
-    dtype = _float_dtype(y, t)
-    return _host(backend, fn.sum_squared_error(_device(backend, y, dtype=dtype),
-                                               _device(backend, t, dtype=dtype)))
+    dtype = float_dtype(y, t)
+    return to_host(backend, fn.sum_squared_error(to_device(backend, y, dtype=dtype),
+                                               to_device(backend, t, dtype=dtype)))
 
 
 #: The name the book's chapter 4 text gives the same loss.
@@ -103,8 +76,8 @@ def _labels(backend, t, y):
     argmax, as the book's `t.argmax(axis=1)`; labels pass as they are."""
     t = np.asarray(t)
     if t.size == np.size(y):
-        return backend.xp.argmax(_device(backend, t), axis=-1)
-    return _device(backend, t)
+        return backend.xp.argmax(to_device(backend, t), axis=-1)
+    return to_device(backend, t)
 
 
 def cross_entropy_error(y, t):
@@ -112,12 +85,12 @@ def cross_entropy_error(y, t):
     t: one-hot rows (reduced to their argmax, as the book) or integer labels."""
     backend = current().backend
     labels = _labels(backend, t, y)
-    return _host(backend, fn.cross_entropy_error(_device(backend, y, floating=True), labels))
+    return to_host(backend, fn.cross_entropy_error(to_device(backend, y, floating=True), labels))
 
 
 def softmax_loss(X, t):
     """cross_entropy_error(softmax(X), t), on the backend without a round trip in between."""
     backend = current().backend
     labels = _labels(backend, t, X)
-    return _host(backend, fn.cross_entropy_error(fn.softmax(_device(backend, X, floating=True)),
+    return to_host(backend, fn.cross_entropy_error(fn.softmax(to_device(backend, X, floating=True)),
                                                  labels))

@@ -11,7 +11,7 @@ writable host NumPy arrays, computed in the dtype NumPy would give the book's fo
 import numpy as np
 
 from xpnet.book.served.common.functions import *  # noqa: F401,F403 (the book's layers.py does)
-from xpnet.book.served.common.functions import _device, _float_dtype, _host
+from xpnet.book.arrays import float_dtype, to_device, to_host
 from xpnet.book.served.common.util import col2im, im2col  # noqa: F401 (as the book's imports)
 from xpnet.book.session import current
 from xpnet.nn import conv, layers
@@ -34,9 +34,9 @@ class _Served:
     def _forward(self, pure, x, dtype, ctx=layers.INFERENCE):
         backend = current().backend
         y, cache, updates = pure.forward(_params(backend, dtype, self._arrays()),
-                                         _device(backend, x, dtype=dtype), ctx)
+                                         to_device(backend, x, dtype=dtype), ctx)
         self._step = (pure, backend, dtype, cache)
-        return _host(backend, y), updates
+        return to_host(backend, y), updates
 
     def backward(self, dout):
         """dx on the host of the last forward; the parameters' gradients go to their PARAMS
@@ -45,15 +45,15 @@ class _Served:
             raise RuntimeError(f"{type(self).__name__}.backward needs a forward first")
         pure, backend, dtype, cache = self._step
         dx, grads = pure.backward(_params(backend, dtype, self._arrays()), cache,
-                                  _device(backend, dout, dtype=dtype))
+                                  to_device(backend, dout, dtype=dtype))
         for name, attribute in self.PARAMS.items():
-            setattr(self, attribute, _host(backend, grads[name]))
-        return _host(backend, dx)
+            setattr(self, attribute, to_host(backend, grads[name]))
+        return to_host(backend, dx)
 
 
 def _params(backend, dtype, arrays):
     """The layer's current arrays as the pure layer's params, on the backend in `dtype`."""
-    return {name: _device(backend, value, dtype=dtype) for name, value in arrays.items()}
+    return {name: to_device(backend, value, dtype=dtype) for name, value in arrays.items()}
 
 
 class Relu(_Served):
@@ -63,7 +63,7 @@ class Relu(_Served):
         self._mask = None
 
     def forward(self, x):
-        out, _ = self._forward(layers.Relu(), x, _float_dtype(x))
+        out, _ = self._forward(layers.Relu(), x, float_dtype(x))
         self._mask = None  # made from the device cache when read
         return out
 
@@ -82,7 +82,7 @@ class Sigmoid(_Served):
         self.out = None
 
     def forward(self, x):
-        self.out, _ = self._forward(layers.Sigmoid(), x, _float_dtype(x))
+        self.out, _ = self._forward(layers.Sigmoid(), x, float_dtype(x))
         return self.out
 
 
@@ -100,7 +100,7 @@ class Affine(_Served):
         x = np.asarray(x)
         self.original_x_shape = x.shape
         self.x = x.reshape(x.shape[0], -1)
-        out, _ = self._forward(layers.Affine(), x, _float_dtype(x, self.W, self.b))
+        out, _ = self._forward(layers.Affine(), x, float_dtype(x, self.W, self.b))
         return out
 
 
@@ -114,15 +114,15 @@ class SoftmaxWithLoss(_Served):
 
     def forward(self, x, t):
         x = np.asarray(x)
-        dtype = _float_dtype(x)
+        dtype = float_dtype(x)
         backend = current().backend
         t_host = np.asarray(t)
-        labels = (_device(backend, t_host, dtype=dtype) if t_host.shape == x.shape  # one-hot
-                  else _device(backend, t_host))
+        labels = (to_device(backend, t_host, dtype=dtype) if t_host.shape == x.shape  # one-hot
+                  else to_device(backend, t_host))
         pure = layers.SoftmaxWithLoss()
-        loss, cache = pure.forward({}, _device(backend, x, dtype=dtype), labels)
+        loss, cache = pure.forward({}, to_device(backend, x, dtype=dtype), labels)
         self._step, self._y, self.t = (pure, backend, dtype, cache), None, t
-        self.loss = _host(backend, loss)
+        self.loss = to_host(backend, loss)
         return self.loss
 
     def backward(self, dout=1):
@@ -130,12 +130,12 @@ class SoftmaxWithLoss(_Served):
         if self._step is None:
             raise RuntimeError("SoftmaxWithLoss.backward needs a forward first")
         pure, backend, _, cache = self._step
-        return _host(backend, pure.backward({}, cache, float(dout))[0])
+        return to_host(backend, pure.backward({}, cache, float(dout))[0])
 
     @property
     def y(self):
         if self._y is None and self._step is not None:
-            self._y = _host(self._step[1], self._step[3][0])
+            self._y = to_host(self._step[1], self._step[3][0])
         return self._y
 
 
@@ -153,9 +153,9 @@ class Dropout(_Served):
         ctx = layers.INFERENCE
         if train_flg:
             self.mask = np.random.rand(*x.shape) > self.dropout_ratio
-            ctx = Context(train=True, state={"mask": _device(current().backend, self.mask)})
+            ctx = Context(train=True, state={"mask": to_device(current().backend, self.mask)})
         pure = layers.Dropout(self.dropout_ratio, mask="mask")
-        return self._forward(pure, x, _float_dtype(x), ctx=ctx)[0]
+        return self._forward(pure, x, float_dtype(x), ctx=ctx)[0]
 
 
 class BatchNormalization(_Served):
@@ -181,15 +181,15 @@ class BatchNormalization(_Served):
             features = int(np.prod(x.shape[1:]))
             self.running_mean, self.running_var = np.zeros(features), np.zeros(features)
         stats = {"running_mean": self.running_mean, "running_var": self.running_var}
-        dtype = _float_dtype(x, self.gamma, self.beta, *stats.values())
+        dtype = float_dtype(x, self.gamma, self.beta, *stats.values())
         backend = current().backend
         ctx = Context(train=bool(train_flg), state=_params(backend, dtype, stats))
         pure = layers.BatchNormalization("gamma", "beta", "running_mean", "running_var",
                                          self.momentum)
         out, updates = self._forward(pure, x, dtype, ctx)
         if updates:
-            self.running_mean = _host(backend, updates["running_mean"])
-            self.running_var = _host(backend, updates["running_var"])
+            self.running_mean = to_host(backend, updates["running_mean"])
+            self.running_var = to_host(backend, updates["running_var"])
         return out
 
 
@@ -207,7 +207,7 @@ class Convolution(_Served):
     def forward(self, x):
         self.x = np.asarray(x)
         pure = conv.Convolution("W", "b", stride=self.stride, pad=self.pad)
-        dtype = _float_dtype(self.x, self.W, self.b, np.float64)
+        dtype = float_dtype(self.x, self.W, self.b, np.float64)
         return self._forward(pure, self.x, dtype)[0]
 
 
@@ -222,5 +222,5 @@ class Pooling(_Served):
     def forward(self, x):
         self.x = np.asarray(x)
         pure = conv.Pooling(self.pool_h, self.pool_w, stride=self.stride, pad=self.pad)
-        return self._forward(pure, self.x, _float_dtype(self.x, np.float64))[0]
+        return self._forward(pure, self.x, float_dtype(self.x, np.float64))[0]
 

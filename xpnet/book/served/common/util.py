@@ -6,7 +6,7 @@
 """
 import numpy as np
 
-from xpnet.book.served.common.functions import _device, _host
+from xpnet.book.arrays import to_device, to_host
 from xpnet.book.session import current
 from xpnet.nn import conv
 
@@ -39,13 +39,13 @@ def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
     """Images (N, C, H, W) -> rows (N·OH·OW, C·FH·FW), one per filter window, in the book's
     layout; float64 whatever the input, as the book's (it fills `np.zeros`)."""
     backend = current().backend
-    images = _device(backend, input_data, dtype=np.float64)
-    return _host(backend, conv.im2col(images, filter_h, filter_w, stride, pad))
+    images = to_device(backend, input_data, dtype=np.float64)
+    return to_host(backend, conv.im2col(images, filter_h, filter_w, stride, pad))
 
 
 def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     """The adjoint of `im2col`: rows back onto images of `input_shape`, overlapping windows
     summed; float64, as the book's."""
     backend = current().backend
-    rows = _device(backend, col, dtype=np.float64)
-    return _host(backend, conv.col2im(rows, input_shape, filter_h, filter_w, stride, pad))
+    rows = to_device(backend, col, dtype=np.float64)
+    return to_host(backend, conv.col2im(rows, input_shape, filter_h, filter_w, stride, pad))
