@@ -151,3 +151,19 @@ def test_served_modules_print_what_plain_book_style_numpy_modules_print(name, sc
     plain = numbers(run(scripts, name, capsys, book_root=BOOK_STYLE))
     assert len(served) == len(plain) >= 5
     np.testing.assert_allclose(served, plain, rtol=1e-9, atol=1e-9)
+
+
+def test_a_book_nets_numerical_gradient_includes_its_weight_decay(backend):
+    """λ goes into the shared programs as an argument, the numerical gradient's too."""
+    from xpnet.book.nets import MultiLayerNet
+    from xpnet.book.session import session
+
+    with session(backend):
+        np.random.seed(0)
+        net = MultiLayerNet(20, [10, 10], 3, weight_decay_lambda=0.3)
+        x, t = np.random.rand(8, 20), np.random.randint(0, 3, 8)
+        backprop, numerical = net.gradient(x, t), net.numerical_gradient(x, t)
+    assert list(numerical) == list(backprop)
+    for key in backprop:
+        np.testing.assert_allclose(numerical[key], backprop[key], atol=1e-6, rtol=0)
+    assert np.abs(0.3 * net.params["W1"]).max() > 0.01  # the λW term is far above that tolerance

@@ -11,11 +11,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from xpnet.book.arrays import to_host
 from xpnet.book.params_file import load_params, save_params
 from xpnet.book.session import BOOK_DTYPE, current
 from xpnet.errors import ConfigError
 from xpnet.nn import convnets, models
 from xpnet.nn.batching import count_in_chunks
+from xpnet.nn.init import init_std
 from xpnet.nn.layers import Affine, Dropout
 from xpnet.nn.network import Sequential
 from xpnet.nn.structured_gradient import model_numerical_gradient
@@ -33,6 +35,8 @@ class _Programs:
     """
 
     def __init__(self, backend, model, layout=None):
+        self.model = model  # (λ 0: the programs take it as an argument)
+
         def taking(fn):  # fn(params, ...) -> program(params or flat vector, ...)
             if layout is None:
                 return backend.jit(fn)
@@ -89,14 +93,10 @@ def _train_loss(model, params, x, t, state, decay):
 
 
 def init_scale(weight_init_std):
-    """shape -> the std of a weight of that shape, as the book: a number as it is; "relu"/"he"
-    √(2/fan-in) and "sigmoid"/"xavier" √(1/fan-in), the fan-in being a matrix's rows or a
-    filter's C·FH·FW."""
+    """shape -> the std of a weight of that shape (`xpnet.nn.init.init_std`), the fan-in being a
+    matrix's rows or a filter's C·FH·FW, as the book's nets count it."""
     def scale(shape):
-        if not isinstance(weight_init_std, str):
-            return weight_init_std
-        fan_in = math.prod(shape[1:]) if len(shape) == 4 else shape[0]
-        return math.sqrt((2.0 if weight_init_std.lower() in ("relu", "he") else 1.0) / fan_in)
+        return init_std(weight_init_std, math.prod(shape[1:]) if len(shape) == 4 else shape[0])
     return scale
 
 
@@ -120,7 +120,6 @@ class BookNet:
                 self._masks.append((name, width, layer.ratio))
                 layer = Dropout(layer.ratio, mask=name)
             layers.append(layer)
-        self._model = Sequential(layers, net.model.loss_layer, net.model.weight_decay)
         self.params = {name: _initial(name, tuple(value.shape), scale)
                        for name, value in net.params.items()}  # W1, W2, … drawn in order
         self._state, net.params = net.state, {}
@@ -137,10 +136,10 @@ class BookNet:
     def predict(self, x, train_flg=False):
         x, params = self._net.to_device(x), self._device_params()
         if not train_flg:
-            return _host(self._backend, self._programs.predict(params, x, self._state))
+            return to_host(self._backend, self._programs.predict(params, x, self._state))
         y, state = self._programs.train_predict(params, x, self._training_state(x.shape[0]))
         self._keep(state)
-        return _host(self._backend, y)
+        return to_host(self._backend, y)
 
     def loss(self, x, t, train_flg=None):
         x, t = self._inputs(x, t)
@@ -175,9 +174,10 @@ class BookNet:
         x, t = self._inputs(x, t)
         params = {name: self._backend.asarray(value, BOOK_DTYPE)
                   for name, value in self.params.items()}
-        grads = model_numerical_gradient(self._model, params, x, t,
-                                         self._training_state(x.shape[0]))
-        return {name: _host(self._backend, grads[name]) for name in self._layout.names}
+        grads = model_numerical_gradient(self._programs.model, params, x, t,
+                                         self._training_state(x.shape[0]),
+                                         weight_decay=self._decay)
+        return {name: to_host(self._backend, grads[name]) for name in self._layout.names}
 
     def save_params(self, file_name="params.pkl"):
         save_params(file_name, self.params, type(self).__name__)
@@ -218,14 +218,8 @@ class BookNet:
     def _host_grads(self, grads):
         """What `gradient`'s program returned, as {name: writable host array}."""
         if self._backend.shares_host_memory:
-            return {name: _host(self._backend, grads[name]) for name in self._layout.names}
+            return {name: to_host(self._backend, grads[name]) for name in self._layout.names}
         return self._layout.unpack_host(self._backend.to_numpy(grads))
-
-
-def _host(backend, array):
-    """A writable host NumPy array of `array` (a script may change what it gets in place)."""
-    host = backend.to_numpy(array)
-    return host if host.flags.writeable else host.copy()
 
 
 def _initial(name, shape, scale):
